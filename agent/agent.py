@@ -1,0 +1,241 @@
+"""``Agent``: the Python API. Plays tasks through the graph and learns from them."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+from benchmarks.envs.registry import ENV_IDS, make_env
+from langchain_core.runnables import RunnableConfig
+
+from agent.checkpoint import CheckpointStore, EpisodeRow
+from agent.config import Settings, load_settings
+from agent.errors import ResumeError
+from agent.graph import CompiledAgent, build_graph, recursion_limit
+from agent.llm.base import LLMClient
+from agent.nodes.reflector import success_of
+from agent.result import EpisodeResult, StepView
+from agent.state import AgentState, EpisodeContext
+from agent.tasks import TEXT_ENV_ID, TextTask
+from benchmarks.envs.base import Env
+from memory.embeddings import Embedder, default_embedder
+from memory.store import MemoryStore
+from toolsmith.registry import InProcessToolRegistry
+from toolsmith.synthesizer import Toolsmith
+
+StepCallback = Callable[[StepView], None]
+
+
+def new_thread_id() -> str:
+    return f"ep-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+class Agent:
+    """A self-improving agent: one backbone, one memory, one toolset, one checkpointer.
+
+    >>> agent = Agent()                                  # embedded Gemma 3 270M on CPU
+    >>> result = agent.run("textworld:cooking", seed=1)  # or an Env, or a task text
+    >>> result.success, result.score, result.steps
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        llm: LLMClient | None = None,
+        memory: MemoryStore | None = None,
+        toolsmith: Toolsmith | None = None,
+        embedder: Embedder | None = None,
+    ) -> None:
+        self.settings = settings or load_settings()
+        self._owns_llm = llm is None
+        if llm is None:
+            from agent.llm.factory import make_client
+
+            llm, self.base_url = make_client(self.settings.llm)
+        else:
+            self.base_url = "scripted"
+        self.llm = llm
+        self.embedder = embedder or (memory.embedder if memory else default_embedder())
+        self._owns_memory = memory is None
+        self.memory = memory or MemoryStore.in_memory(
+            self.embedder, namespace=self.settings.memory.namespace
+        )
+        self.toolsmith = toolsmith or Toolsmith(InProcessToolRegistry(self.embedder))
+        self.checkpoints = CheckpointStore(self.settings.checkpoint_path)
+        self.graph: CompiledAgent = build_graph(self.checkpoints.saver)
+
+    # -- public API -------------------------------------------------------------------
+
+    def run(
+        self,
+        task_or_env: str | Env,
+        *,
+        seed: int = 0,
+        thread_id: str | None = None,
+        max_steps: int | None = None,
+        token_budget: int | None = None,
+        on_step: StepCallback | None = None,
+        run_id: str | None = None,
+        index: int = 0,
+    ) -> EpisodeResult:
+        """Play one episode: an ``Env``, an env id (``textworld:cooking``) or a task text."""
+        env = self._env_for(task_or_env, seed)
+        thread_id = thread_id or new_thread_id()
+        cfg = self._config(thread_id, max_steps)
+        if self.graph.get_state(cfg).values:
+            raise ResumeError(
+                f"thread {thread_id!r} already exists; resume it with `evolvent run --resume "
+                f"{thread_id}` or pick another --thread-id"
+            )
+        limits = self.settings.limits
+        row = EpisodeRow(
+            thread_id=thread_id,
+            run_id=run_id or thread_id,
+            idx=index,
+            env=env.env_id,
+            seed=env.seed,
+            status="running",
+        )
+        self.checkpoints.put_episode(row)
+        started = time.perf_counter()
+        obs = env.reset()
+        reset_s = time.perf_counter() - started
+        initial: AgentState = {
+            "thread_id": thread_id,
+            "env_id": env.env_id,
+            "seed": env.seed,
+            "task": obs.task,
+            "first_observation": obs.text,
+            "observation": obs.text,
+            "admissible": list(obs.admissible),
+            "score": obs.info.score,
+            "max_score": obs.info.max_score,
+            "won": False,
+            "lost": False,
+            "done": False,
+            "stop_reason": None,
+            "steps": [],
+            "step_count": 0,
+            "reflections": [],
+            "max_steps": max_steps or limits.max_steps,
+            "token_budget": token_budget or limits.token_budget,
+            "env_s": reset_s,
+        }
+        return self._drive(initial, cfg, env, row, started, on_step)
+
+    def resume(self, thread_id: str, on_step: StepCallback | None = None) -> EpisodeResult:
+        """Finish an episode whose process was killed, from its last checkpoint."""
+        cfg = self._config(thread_id, None)
+        snap = self.graph.get_state(cfg)
+        values: AgentState = snap.values  # type: ignore[assignment]
+        if not values:
+            raise ResumeError(f"no episode with thread id {thread_id!r} in {self.checkpoints.path}")
+        row = self.checkpoints.episode(thread_id) or EpisodeRow(
+            thread_id=thread_id,
+            run_id=thread_id,
+            idx=0,
+            env=values.get("env_id", ""),
+            seed=values.get("seed", 0),
+            status="running",
+        )
+        if not snap.next:
+            return self._finish(values, row)
+        cfg = self._config(thread_id, values.get("max_steps"))
+        env = self._replay(values)
+        return self._drive(None, cfg, env, row, time.perf_counter(), on_step)
+
+    def has_checkpoint(self, thread_id: str) -> bool:
+        return bool(self.graph.get_state(self._config(thread_id, None)).values)
+
+    def close(self) -> None:
+        self.checkpoints.close()
+        if self._owns_memory:
+            self.memory.close()
+        if self._owns_llm:
+            self.llm.close()
+
+    def __enter__(self) -> Agent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals --------------------------------------------------------------------
+
+    def _env_for(self, task_or_env: str | Env, seed: int) -> Env:
+        if not isinstance(task_or_env, str):
+            return task_or_env
+        if task_or_env.split(":level=")[0] in ENV_IDS:
+            env: Env = make_env(task_or_env, seed, self.settings.games_path)
+            return env
+        return TextTask(task_or_env)
+
+    def _config(self, thread_id: str, max_steps: int | None) -> RunnableConfig:
+        steps = max_steps or self.settings.limits.max_steps
+        return {
+            "configurable": {"thread_id": thread_id},
+            "recursion_limit": recursion_limit(steps, self.settings.limits.max_reflections),
+        }
+
+    def _replay(self, values: AgentState) -> Env:
+        env_id = values.get("env_id", "")
+        if env_id == TEXT_ENV_ID:
+            env: Env = TextTask(values["task"])
+        else:
+            env = make_env(env_id, values.get("seed", 0), self.settings.games_path)
+        obs = env.reset()
+        text = obs.text
+        for step in values.get("steps", []):
+            if step["action"] is not None:
+                text = env.step(step["action"]).text
+        if values.get("steps") and text != values.get("observation"):
+            raise ResumeError(
+                f"environment {env_id} (seed {values.get('seed')}) diverged while replaying "
+                f"thread {values['thread_id']}; it cannot be resumed"
+            )
+        return env
+
+    def _drive(
+        self,
+        initial: AgentState | None,
+        cfg: RunnableConfig,
+        env: Env,
+        row: EpisodeRow,
+        started: float,
+        on_step: StepCallback | None,
+    ) -> EpisodeResult:
+        ctx = EpisodeContext(
+            env=env,
+            llm=self.llm,
+            memory=self.memory,
+            toolsmith=self.toolsmith,
+            settings=self.settings,
+            invocation=uuid.uuid4().hex,
+            started=started,
+        )
+        try:
+            for update in self.graph.stream(
+                initial, cfg, context=ctx, stream_mode="updates", durability="sync"
+            ):
+                if on_step is None:
+                    continue
+                for node_update in update.values():
+                    if isinstance(node_update, dict):
+                        for st in node_update.get("steps", []):
+                            on_step(StepView.model_validate(dict(st)))
+        finally:
+            env.close()
+        values: AgentState = self.graph.get_state(cfg).values  # type: ignore[assignment]
+        # The last checkpoint write happened after the last node measured its time.
+        if values.get("tick_owner") == ctx.invocation:
+            values["wall_s"] = values.get("wall_s", 0.0) + time.perf_counter() - values["tick"]
+        return self._finish(values, row)
+
+    def _finish(self, values: AgentState, row: EpisodeRow) -> EpisodeResult:
+        result = EpisodeResult.from_state(values, success_of(values))
+        row.status = "finished"
+        row.result = result.summary()
+        self.checkpoints.put_episode(row)
+        return result

@@ -1,0 +1,272 @@
+"""The ``evolvent`` command line.
+
+Heavy modules (langgraph, litellm, torch, textworld) are imported inside the commands so
+that ``evolvent --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+# Typer vendors click; its parser raises these classes, not the `click` package's.
+from typer._click.core import Context as ClickContext
+from typer._click.exceptions import NoSuchOption
+
+import agent as agent_pkg
+from agent.errors import EvolventError, UnknownEnvError
+
+if TYPE_CHECKING:
+    from agent.config import Settings
+    from agent.result import EpisodeResult
+
+err = Console(stderr=True)
+# Tables stay readable when stdout is a file or a pipe (rich would assume 80 columns).
+out = Console(width=None if sys.stdout.isatty() else 160)
+
+
+class _Command(typer.core.TyperCommand):
+    """Lists the valid options when a flag is unknown, instead of only suggesting one."""
+
+    def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except NoSuchOption as e:
+            valid = sorted({o for p in self.get_params(ctx) for o in p.opts if o.startswith("-")})
+            e.message = f"no such option: {e.option_name}. Valid options: {', '.join(valid)}"
+            raise
+
+
+app = typer.Typer(
+    name="evolvent",
+    help="LLM agents that improve themselves while they work, without changing model weights.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"evolvent {agent_pkg.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Evolvent: play tasks, learn into memory and tools, get better with experience."""
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", help="TOML or YAML settings file (also EVOLVENT_CONFIG)."),
+]
+LlmUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--llm-url",
+        help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 (vLLM). "
+        "Unset: the embedded CPU backbone.",
+    ),
+]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="Model name at the endpoint.")]
+
+
+def _settings(config: Path | None, **overrides: Any) -> Settings:
+    from agent.config import load_settings
+
+    return load_settings(config, **overrides)
+
+
+@app.command(cls=_Command)
+def run(
+    env: Annotated[
+        str | None,
+        typer.Option("--env", help="Environment id (see `evolvent envs`), e.g. textworld:cooking."),
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option("--task", help="A free-text task instead of an environment.")
+    ] = None,
+    episodes: Annotated[int, typer.Option("--episodes", min=1, help="Episodes to play.")] = 1,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, help="Seed of the first game; episode i uses seed+i.")
+    ] = 0,
+    max_steps: Annotated[
+        int | None, typer.Option("--max-steps", min=1, help="Step limit per episode.")
+    ] = None,
+    token_budget: Annotated[
+        int | None, typer.Option("--token-budget", min=1, help="Token budget per episode.")
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object per episode instead of tables.")
+    ] = False,
+    thread_id: Annotated[
+        str | None,
+        typer.Option("--thread-id", help="Name the new run's thread (episode i: ID-i)."),
+    ] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option("--resume", help="Resume a killed run or episode by its thread id."),
+    ] = None,
+    namespace: Annotated[str | None, typer.Option("--namespace", help="Memory namespace.")] = None,
+    llm_url: LlmUrlOpt = None,
+    model: ModelOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Play episodes with the agent; it learns from each one."""
+    from agent.runner import RunRequest, run_cli
+
+    if resume and (env or task or thread_id):
+        _fail("--resume continues an existing run: don't combine it with --env/--task/--thread-id")
+    if not resume and not env and not task:
+        env = "textworld:cooking"
+    if env and task:
+        _fail("give either --env or --task, not both")
+    if env:
+        from benchmarks.envs.registry import ENV_IDS
+
+        if env.split(":level=")[0] not in ENV_IDS:
+            _fail(str(UnknownEnvError(f"unknown env {env!r}; valid: {', '.join(ENV_IDS)}")))
+    try:
+        settings = _settings(
+            config,
+            **{
+                "llm.base_url": llm_url,
+                "llm.model": model,
+                "memory.namespace": namespace,
+                "limits.max_steps": max_steps,
+                "limits.token_budget": token_budget,
+            },
+        )
+        request = RunRequest(
+            env=env, task=task, episodes=episodes, seed=seed, thread_id=thread_id, resume=resume
+        )
+        results = run_cli(settings, request, json_out=json_out, err=err, out=out)
+    except EvolventError as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        err.print(
+            "[yellow]interrupted[/]: every finished step is checkpointed; "
+            "continue with `evolvent run --resume <thread id>`"
+        )
+        raise typer.Exit(130) from None
+    if not json_out:
+        _print_summary(results)
+
+
+def _print_summary(results: list[EpisodeResult]) -> None:
+    from rich.table import Table
+
+    if not results:
+        return
+    t = Table(title="Episodes", show_lines=False)
+    for col in ("thread", "seed", "won", "score", "steps", "tokens", "wall s", "s/step"):
+        t.add_column(col, justify="right" if col not in ("thread",) else "left")
+    for col in ("LLM %", "env %", "overhead %", "overhead ms/step"):
+        t.add_column(col, justify="right")
+    tot = {"wall": 0.0, "llm": 0.0, "env": 0.0, "steps": 0, "tokens": 0, "won": 0}
+    for r in results:
+        steps = max(r.steps, 1)
+        wall = max(r.wall_s, 1e-9)
+        t.add_row(
+            r.thread_id,
+            str(r.seed),
+            "yes" if r.success else "no",
+            f"{r.score:g}/{r.max_score:g}",
+            str(r.steps),
+            str(r.tokens),
+            f"{r.wall_s:.1f}",
+            f"{r.wall_s / steps:.2f}",
+            f"{100 * r.llm_s / wall:.1f}",
+            f"{100 * r.env_s / wall:.1f}",
+            f"{100 * r.overhead_s / wall:.2f}",
+            f"{1000 * r.overhead_s / steps:.1f}",
+        )
+        tot["wall"] += r.wall_s
+        tot["llm"] += r.llm_s
+        tot["env"] += r.env_s
+        tot["steps"] += r.steps
+        tot["tokens"] += r.tokens
+        tot["won"] += int(r.success)
+    wall = max(tot["wall"], 1e-9)
+    over = max(0.0, tot["wall"] - tot["llm"] - tot["env"])
+    steps = max(int(tot["steps"]), 1)
+    t.add_section()
+    t.add_row(
+        "all",
+        "",
+        f"{int(tot['won'])}/{len(results)}",
+        "",
+        str(int(tot["steps"])),
+        str(int(tot["tokens"])),
+        f"{tot['wall']:.1f}",
+        f"{tot['wall'] / steps:.2f}",
+        f"{100 * tot['llm'] / wall:.1f}",
+        f"{100 * tot['env'] / wall:.1f}",
+        f"{100 * over / wall:.2f}",
+        f"{1000 * over / steps:.1f}",
+    )
+    out.print(t)
+
+
+@app.command("serve-llm", cls=_Command)
+def serve_llm(
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="0: a free port.")] = 0,
+    config: ConfigOpt = None,
+) -> None:
+    """Start the embedded llama.cpp server (Gemma 3 270M, CPU) until Ctrl-C."""
+    import signal
+    import threading
+
+    from agent.llm.embedded import EmbeddedServer
+
+    try:
+        settings = _settings(config)
+        with EmbeddedServer(settings.llm, port=port or None) as server:
+            err.print(f"[green]serving[/] {server.base_url}  (Ctrl-C to stop)")
+            err.print(f"use it with: EVOLVENT_LLM__BASE_URL={server.base_url} evolvent run ...")
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            while not stop.is_set() and server.alive():
+                stop.wait(0.5)
+            if not server.alive():
+                _fail("the embedded server exited unexpectedly", code=1)
+    except EvolventError as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        err.print("stopped")
+
+
+@app.command(cls=_Command)
+def envs() -> None:
+    """List the environment ids `evolvent run --env` accepts."""
+    from benchmarks.envs.registry import ENV_IDS
+
+    for e in ENV_IDS:
+        out.print(e)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""Settings: one pydantic-settings object.
+
+Precedence (highest first): CLI flags (passed as overrides), ``EVOLVENT_*`` environment
+variables (nested with ``__``, e.g. ``EVOLVENT_LLM__BASE_URL``), a config file (TOML or YAML,
+from ``--config`` or ``EVOLVENT_CONFIG``), then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
+
+from agent.errors import ConfigError
+
+DEFAULT_HOME = Path(os.environ.get("EVOLVENT_HOME", Path.home() / ".evolvent"))
+
+EndpointKind = Literal["auto", "llamacpp", "vllm", "openai"]
+
+
+class LLMSettings(BaseModel):
+    """The backbone LLM."""
+
+    base_url: str | None = None
+    """OpenAI-compatible base URL (e.g. ``http://127.0.0.1:8000/v1`` for ``vllm serve``).
+    Unset: start the embedded llama.cpp server with Gemma 3 270M on a free loopback port."""
+    model: str = "gemma-3-270m"
+    """Model name sent to the endpoint (vLLM: the served model name)."""
+    api_key: str | None = None
+    """API key for hosted endpoints; local servers accept any value."""
+    kind: EndpointKind = "auto"
+    """How structured output is requested: ``llamacpp`` (GBNF grammar / json_object+schema),
+    ``vllm`` (``structured_outputs``), ``openai`` (``json_schema``). ``auto`` guesses from
+    the URL (embedded → llamacpp, loopback → vllm, else openai)."""
+    prompt_style: Literal["completion", "chat"] = "completion"
+    """``completion`` for base models (/v1/completions), ``chat`` for instruction-tuned ones."""
+    timeout_s: float = Field(default=60.0, gt=0)
+    """Per-request timeout in seconds."""
+    max_retries: int = Field(default=3, ge=0, le=10)
+    """Retries for connection errors, timeouts, 5xx and unparseable output."""
+    backoff_s: float = Field(default=0.5, ge=0)
+    """First retry delay; doubles on each retry (with jitter)."""
+    temperature: float = Field(default=0.0, ge=0, le=2)
+    """Sampling temperature (0 = greedy, reproducible)."""
+    n_ctx: int = Field(default=4096, ge=512)
+    """Context window of the embedded server."""
+    n_threads: int | None = None
+    """CPU threads of the embedded server (default: all cores)."""
+    startup_timeout_s: float = Field(default=120.0, gt=0)
+    """How long to wait for the embedded server to become healthy."""
+
+
+class MemorySettings(BaseModel):
+    """Where learned state lives."""
+
+    path: Path = DEFAULT_HOME / "memory"
+    """Directory of the embedded store (Chroma PersistentClient, tool registry)."""
+    url: str | None = None
+    """Chroma server URL (``http://127.0.0.1:8000``) to share memory between processes."""
+    namespace: str = "default"
+    """Isolates memories and tools of different users or experiments."""
+    top_k: int = Field(default=3, ge=0, le=50)
+    """Episodic memories injected into the planner prompt."""
+    prompt_token_budget: int = Field(default=400, ge=0)
+    """Approximate token budget for all memories in one prompt."""
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_ok(cls, v: str) -> str:
+        if not v or not all(c.isalnum() or c in "-_" for c in v) or len(v) > 48:
+            raise ValueError("namespace must be 1-48 characters of letters, digits, '-' or '_'")
+        return v
+
+
+class SandboxSettings(BaseModel):
+    """Where synthesized code runs."""
+
+    backend: Literal["auto", "bwrap", "docker", "subprocess"] = "auto"
+    """``auto`` picks docker when an engine is reachable, else bwrap, else subprocess."""
+    timeout_s: float = Field(default=10.0, gt=0)
+    """Wall-clock limit per sandboxed run."""
+
+
+class LimitSettings(BaseModel):
+    """Typed stop conditions of an episode."""
+
+    max_steps: int = Field(default=20, ge=1, le=10_000)
+    """Environment actions per episode."""
+    token_budget: int = Field(default=200_000, ge=1)
+    """Prompt + completion tokens per episode."""
+    stall_window: int = Field(default=6, ge=2)
+    """Steps without progress (or repeating actions) before a mid-episode reflection."""
+    max_reflections: int = Field(default=2, ge=0)
+    """Mid-episode reflections per episode."""
+
+
+class AgentSettings(BaseModel):
+    """Prompting knobs of the nodes."""
+
+    plan_max_tokens: int = Field(default=48, ge=0)
+    """Tokens for the planner's subgoals (0 disables the LLM plan)."""
+    reflection_max_tokens: int = Field(default=32, ge=0)
+    """Tokens for a mid-episode reflection (0: only the detected loop is noted)."""
+    history_steps: int = Field(default=12, ge=1)
+    """Most recent steps shown to the executor."""
+
+
+class Settings(BaseSettings):
+    """All settings of Evolvent."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="EVOLVENT_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    llm: LLMSettings = LLMSettings()
+    memory: MemorySettings = MemorySettings()
+    sandbox: SandboxSettings = SandboxSettings()
+    limits: LimitSettings = LimitSettings()
+    agent: AgentSettings = AgentSettings()
+    home: Path = DEFAULT_HOME
+    """Base directory for state (checkpoints, game cache) when not set individually."""
+    checkpoint_db: Path | None = None
+    """SQLite checkpoint database (default: ``<home>/checkpoints.sqlite``)."""
+    games_dir: Path | None = None
+    """Cache of generated games (default: ``<home>/games``)."""
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.checkpoint_db or self.home / "checkpoints.sqlite"
+
+    @property
+    def games_path(self) -> Path:
+        return self.games_dir or self.home / "games"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        cfg = os.environ.get("EVOLVENT_CONFIG")
+        if cfg:
+            sources.append(_file_source(settings_cls, Path(cfg)))
+        return tuple(sources)
+
+
+def _file_source(settings_cls: type[BaseSettings], path: Path) -> PydanticBaseSettingsSource:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".toml":
+        return TomlConfigSettingsSource(settings_cls, toml_file=path)
+    if suffix in (".yaml", ".yml"):
+        return YamlConfigSettingsSource(settings_cls, yaml_file=path)
+    raise ConfigError(f"config file must be .toml, .yaml or .yml: {path}")
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build settings from defaults, a config file, env vars and explicit overrides.
+
+    ``overrides`` are nested dicts or dotted keys (``{"llm.base_url": "..."}``); ``None``
+    values are ignored so that unset CLI flags don't mask env vars.
+    """
+    nested: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        parts = key.split(".")
+        cur = nested
+        for p in parts[:-1]:
+            cur = cur.setdefault(p, {})
+        cur[parts[-1]] = value
+    previous = os.environ.get("EVOLVENT_CONFIG")
+    try:
+        if config_file is not None:
+            os.environ["EVOLVENT_CONFIG"] = str(config_file)
+        base = Settings()
+        if not nested:
+            return base
+        merged = _deep_merge(base.model_dump(), nested)
+        return Settings.model_validate(merged)
+    except ValidationError as e:
+        raise ConfigError(_format_validation(e)) from None
+    finally:
+        if config_file is not None:
+            if previous is None:
+                os.environ.pop("EVOLVENT_CONFIG", None)
+            else:
+                os.environ["EVOLVENT_CONFIG"] = previous
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _format_validation(e: ValidationError) -> str:
+    lines = []
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        lines.append(f"{loc}: {err['msg']}")
+    return "invalid settings: " + "; ".join(lines)

@@ -1,0 +1,66 @@
+"""Errors and typed stop conditions.
+
+``EvolventError`` and its subclasses are user-facing: the CLI prints their message as one
+line (no stack trace). ``StopCondition`` subclasses end an episode cleanly; the graph turns
+them into a ``stop_reason`` instead of crashing.
+"""
+
+from __future__ import annotations
+
+
+class EvolventError(Exception):
+    """An error caused by input or the environment, explained in one line."""
+
+
+class ConfigError(EvolventError):
+    """Invalid settings, config file or flag value."""
+
+
+class UnknownEnvError(EvolventError):
+    """An environment id that does not exist."""
+
+
+class EndpointUnreachable(EvolventError):
+    """The LLM endpoint cannot be reached."""
+
+    def __init__(self, url: str, detail: str = "") -> None:
+        self.url = url
+        hint = (
+            "start the server (e.g. `vllm serve MODEL --port 8000`), fix "
+            "--llm-url / EVOLVENT_LLM__BASE_URL, or unset it to use the embedded backbone"
+        )
+        msg = f"cannot reach the LLM endpoint at {url}"
+        if detail:
+            msg += f" ({detail})"
+        super().__init__(f"{msg}: {hint}")
+
+
+class EmbeddedServerError(EvolventError):
+    """The embedded llama.cpp server could not be started."""
+
+
+class InvalidLLMOutput(EvolventError):
+    """The LLM kept answering something that does not parse, after all retries."""
+
+
+class ResumeError(EvolventError):
+    """A thread that cannot be resumed (unknown id, already finished, env mismatch)."""
+
+
+class StopCondition(Exception):
+    """Ends an episode early; carries the ``stop_reason`` recorded in the result."""
+
+    reason = "stopped"
+
+
+class StepLimitReached(StopCondition):
+    reason = "step_limit"
+
+
+class TokenBudgetExhausted(StopCondition):
+    reason = "token_budget"
+
+    def __init__(self, used: int, budget: int) -> None:
+        self.used = used
+        self.budget = budget
+        super().__init__(f"token budget exhausted: {used} of {budget} tokens used")

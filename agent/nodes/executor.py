@@ -1,0 +1,165 @@
+"""Executor: one node step = one environment action, or one tool call (a macro's actions).
+
+The action is chosen by constrained decoding among the admissible actions (plus the tools
+that can run now), so even a weak model always emits a valid action. An LLM that keeps
+answering junk costs a failed step, not the episode.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from agent.errors import InvalidLLMOutput, StepLimitReached, StopCondition, TokenBudgetExhausted
+from agent.prompts import executor_prompt
+from agent.stall import detect_stall
+from agent.state import AgentState, EpisodeContext, StepRecord
+from benchmarks.envs.base import StepResult
+from toolsmith.models import Tool, ToolUse
+
+TOOL_PREFIX = "use tool "
+FREE_TEXT_MAX_TOKENS = 64
+
+
+def check_limits(state: AgentState) -> None:
+    """Raise the typed stop condition that ends the episode now, if any."""
+    if state.get("step_count", 0) >= state["max_steps"]:
+        raise StepLimitReached(f"step limit {state['max_steps']} reached")
+    used = state.get("prompt_tokens", 0) + state.get("completion_tokens", 0)
+    if used >= state["token_budget"]:
+        raise TokenBudgetExhausted(used, state["token_budget"])
+
+
+def _history(state: AgentState, keep: int) -> list[tuple[str, str]]:
+    rows = [(s["action"] or "(no valid action)", s["observation"]) for s in state.get("steps", [])]
+    return rows[-keep:]
+
+
+def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
+    try:
+        check_limits(state)
+    except StopCondition as stop:
+        return {"stop_reason": stop.reason}
+
+    admissible = list(state.get("admissible", []))
+    tools: list[Tool] = ctx.toolsmith.offer(state["task"], admissible) if admissible else []
+    tool_options = {f"{TOOL_PREFIX}{t.name}": t for t in tools}
+    options = admissible + list(tool_options)
+    prompt = executor_prompt(
+        task=state["task"],
+        plan=state.get("plan", ""),
+        memory_text=state.get("memory_prompt", ""),
+        reflections=state.get("reflections", []),
+        first_observation=state.get("first_observation", ""),
+        history=_history(state, ctx.settings.agent.history_steps),
+        options=options,
+    )
+    index = state.get("step_count", 0)
+    llm_before = ctx.llm.meter.snapshot()
+    try:
+        if options:
+            action = ctx.llm.choose(prompt, options).text
+        else:
+            answer = ctx.llm.complete(prompt, max_tokens=FREE_TEXT_MAX_TOKENS, stop=["\n"])
+            action = answer.text.strip()
+            if not action:
+                raise InvalidLLMOutput("empty answer")
+    except InvalidLLMOutput as e:
+        used = ctx.llm.meter.snapshot() - llm_before
+        failed: StepRecord = _record(index, None, "(no valid action)", None, used.seconds, 0.0)
+        failed["error"] = str(e)
+        failed["score"] = state.get("score", 0.0)
+        failed["tokens"] = used.total_tokens
+        return {"steps": [failed], "step_count": index + 1, **_limit_update(state, index + 1)}
+    llm_s = (ctx.llm.meter.snapshot() - llm_before).seconds
+    tokens = (ctx.llm.meter.snapshot() - llm_before).total_tokens
+
+    tool = tool_options.get(action)
+    actions = tool.steps if tool else [action]
+    records: list[StepRecord] = []
+    env_s = 0.0
+    last: StepResult | None = None
+    allowed = set(admissible)
+    for i, act in enumerate(actions):
+        # A macro stops at the first step the environment would not accept now.
+        if tool and act not in allowed:
+            break
+        t0 = time.perf_counter()
+        last = ctx.env.step(act)
+        dt = time.perf_counter() - t0
+        env_s += dt
+        rec = _record(
+            index, act, last.text, tool.name if tool else None, llm_s if i == 0 else 0.0, dt
+        )
+        rec["reward"] = last.reward
+        rec["score"] = last.info.score
+        rec["done"] = last.done
+        rec["tokens"] = tokens if i == 0 else 0
+        records.append(rec)
+        allowed = set(last.admissible)
+        if last.done:
+            break
+    if tool:
+        completed = len(records) == len(tool.steps)
+        ctx.toolsmith.record(
+            ToolUse(
+                name=tool.name,
+                actions_run=[r["action"] or "" for r in records],
+                completed=completed,
+                reward=sum(r["reward"] for r in records),
+            )
+        )
+    out: dict[str, Any] = {
+        "steps": records,
+        "step_count": index + 1,
+        "env_s": state.get("env_s", 0.0) + env_s,
+    }
+    if last is not None:
+        info = last.info
+        out.update(
+            observation=last.text,
+            admissible=list(last.admissible),
+            score=info.score,
+            max_score=info.max_score,
+            won=info.won,
+            lost=info.lost,
+            done=last.done,
+        )
+        if last.done:
+            out["stop_reason"] = "won" if info.won else ("lost" if info.lost else "done")
+            return out
+    out.update(_limit_update(state, index + 1))
+    if "stop_reason" not in out:
+        history = [*state.get("steps", []), *records]
+        out["reflect_mid"] = detect_stall(
+            history,
+            window=ctx.settings.limits.stall_window,
+            reflections=len(state.get("reflections", [])),
+            max_reflections=ctx.settings.limits.max_reflections,
+            last_reflection_step=state.get("last_reflection_step", -1),
+        )
+    return out
+
+
+def _limit_update(state: AgentState, step_count: int) -> dict[str, Any]:
+    if step_count >= state["max_steps"]:
+        return {"stop_reason": StepLimitReached.reason}
+    return {}
+
+
+def _record(
+    index: int, action: str | None, obs: str, tool: str | None, llm_s: float, env_s: float
+) -> StepRecord:
+    return StepRecord(
+        index=index,
+        action=action,
+        observation=obs,
+        reward=0.0,
+        score=0.0,
+        done=False,
+        tool=tool,
+        error=None,
+        llm_s=llm_s,
+        env_s=env_s,
+        tokens=0,
+    )

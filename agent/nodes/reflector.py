@@ -1,0 +1,94 @@
+"""Reflector: mid-episode reflection on stalls; after the episode, turn it into memory.
+
+After the episode: the Q-value of every episodic memory that a prompt contained is updated
+with the episode's reward (+1 success, -1 failure), notes and insights that were used get a
+vote, the episode is written as an episodic memory, and a failure with reflections becomes a
+mistake note.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.errors import InvalidLLMOutput
+from agent.prompts import episode_summary
+from agent.stall import describe_loop
+from agent.state import AgentState, EpisodeContext
+from memory.records import Provenance
+
+
+def reflector(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
+    if state.get("stop_reason") is None and state.get("reflect_mid"):
+        return _reflect_mid(state, ctx)
+    return _reflect_final(state, ctx)
+
+
+def _reflect_mid(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
+    steps = state.get("steps", [])
+    note = describe_loop(steps, ctx.settings.limits.stall_window)
+    max_tokens = ctx.settings.agent.reflection_max_tokens
+    if max_tokens > 0:
+        prompt = f"Task: {state['task']}\n{note}\nLesson learned (one sentence):"
+        try:
+            lesson = ctx.llm.complete(prompt, max_tokens=max_tokens, stop=["\n"]).text.strip()
+        except InvalidLLMOutput:
+            lesson = ""
+        if lesson:
+            note = f"{note} {lesson}"
+    return {
+        "reflections": [note],
+        "reflect_mid": False,
+        "last_reflection_step": steps[-1]["index"] if steps else -1,
+    }
+
+
+def success_of(state: AgentState) -> bool:
+    """Won, or (for environments without a win signal) reached the maximum score."""
+    if state.get("won"):
+        return True
+    max_score = state.get("max_score", 0.0)
+    return bool(not state.get("lost") and max_score > 0 and state.get("score", 0.0) >= max_score)
+
+
+def _reflect_final(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
+    success = success_of(state)
+    reward = 1.0 if success else -1.0
+    used = state.get("memories_used", [])
+    mem = ctx.memory
+    mem.episodes.reinforce([i for i in used if i.startswith("ep-")], reward)
+    mem.notes.vote([i for i in used if i.startswith("note-")], up=success)
+    mem.experiences.vote([i for i in used if i.startswith("exp-")], up=success)
+
+    actions = [s["action"] for s in state.get("steps", []) if s["action"]]
+    max_score = state.get("max_score", 0.0) or 1.0
+    norm = state.get("score", 0.0) / max_score
+    outcome = (
+        f"{'Succeeded' if success else 'Failed'} with score "
+        f"{state.get('score', 0.0):g}/{max_score:g} in {len(actions)} actions"
+    )
+    prov = Provenance(
+        episode_id=state["thread_id"],
+        env_id=state.get("env_id"),
+        seed=state.get("seed"),
+        outcome="success" if success else "failure",
+        verifier="env-reward",
+    )
+    written = [
+        mem.episodes.add(
+            intent=state["task"],
+            experience=episode_summary(actions, outcome),
+            success=success,
+            reward=norm,
+            provenance=prov,
+        )
+    ]
+    reflections = state.get("reflections", [])
+    if not success and reflections:
+        written.append(
+            mem.notes.add(
+                key=state["task"],
+                text=f"{outcome}. " + " ".join(reflections),
+                provenance=prov.model_copy(),
+            )
+        )
+    return {"finished": True, "memories_written": written}

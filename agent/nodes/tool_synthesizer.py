@@ -1,0 +1,16 @@
+"""Tool-synthesizer: mine recurring procedures of successful episodes into macro tools."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.nodes.reflector import success_of
+from agent.state import AgentState, EpisodeContext
+
+
+def tool_synthesizer(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
+    actions = [s["action"] for s in state.get("steps", []) if s["action"] and not s["tool"]]
+    new = ctx.toolsmith.observe(
+        state["thread_id"], state.get("env_id", ""), actions, success_of(state)
+    )
+    return {"tools_written": [t.name for t in new]}

@@ -1,0 +1,98 @@
+"""Graph state (checkpointed, JSON-able) and the per-episode context (not checkpointed).
+
+State holds only plain data so that a checkpoint can be read by any process; live objects
+(the environment, the LLM client, memory, tools) travel in ``EpisodeContext``.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, TypedDict
+
+from agent.config import Settings
+from agent.llm.base import LLMClient
+from benchmarks.envs.base import Env
+from memory.store import MemoryStore
+from toolsmith.synthesizer import Toolsmith
+
+StopReason = Literal["won", "lost", "done", "step_limit", "token_budget"]
+
+
+class StepRecord(TypedDict):
+    """One executor step: an action (or a tool call that ran several actions)."""
+
+    index: int
+    action: str | None
+    """The environment action, or None for a failed step (the LLM gave no valid action)."""
+    observation: str
+    reward: float
+    score: float
+    done: bool
+    tool: str | None
+    """Name of the tool whose expansion this action belongs to."""
+    error: str | None
+    llm_s: float
+    env_s: float
+    tokens: int
+
+
+class AgentState(TypedDict, total=False):
+    # What is being played
+    thread_id: str
+    env_id: str
+    seed: int
+    task: str
+    # Where the episode stands
+    first_observation: str
+    observation: str
+    admissible: list[str]
+    plan: str
+    memory_prompt: str
+    """Memories rendered for the executor prompt, within the token budget."""
+    memories_used: list[str]
+    """Ids of every memory that a prompt of this episode contained."""
+    tools_offered: list[str]
+    steps: Annotated[list[StepRecord], operator.add]
+    step_count: int
+    """Executor steps taken (failed steps included)."""
+    score: float
+    max_score: float
+    won: bool
+    lost: bool
+    done: bool
+    stop_reason: StopReason | None
+    reflections: Annotated[list[str], operator.add]
+    reflect_mid: bool
+    """Set by the executor's stall detector: reflect, then keep playing."""
+    last_reflection_step: int
+    finished: bool
+    max_steps: int
+    token_budget: int
+    memories_written: list[str]
+    tools_written: list[str]
+    # Accounting (survives resume)
+    prompt_tokens: int
+    completion_tokens: int
+    llm_s: float
+    env_s: float
+    wall_s: float
+    """Wall time inside graph runs, including checkpoint writes between nodes."""
+    tick: float
+    tick_owner: str
+
+
+@dataclass
+class EpisodeContext:
+    """Live dependencies of one episode, injected into nodes by LangGraph's Runtime."""
+
+    env: Env
+    llm: LLMClient
+    memory: MemoryStore
+    toolsmith: Toolsmith
+    settings: Settings
+    invocation: str
+    """Identifies one graph run in one process (wall-time accounting across resumes)."""
+    started: float
+    """perf_counter() when this graph run started."""
+    events: list[dict[str, Any]] = field(default_factory=list)

@@ -1,0 +1,48 @@
+"""The storage primitives a memory backend implements.
+
+A backend stores records with their embeddings in named collections and answers nearest
+neighbour queries. Everything else (two-phase retrieval, Q updates, merging) is written once
+on top of these primitives in ``memory/episodic.py`` and ``memory/collection.py``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+
+from memory.embeddings import Vectors
+from memory.records import MemoryRecord
+
+
+class VectorBackend(ABC):
+    """Collections of (record, unit embedding); similarity is cosine."""
+
+    @abstractmethod
+    def upsert(self, collection: str, records: Sequence[MemoryRecord], vectors: Vectors) -> None:
+        """Insert or replace records (by id) with their embeddings."""
+
+    @abstractmethod
+    def update(self, collection: str, records: Sequence[MemoryRecord]) -> None:
+        """Replace records' metadata, keeping their embeddings."""
+
+    @abstractmethod
+    def query(self, collection: str, vector: Vectors, k: int) -> list[tuple[MemoryRecord, float]]:
+        """The ``k`` nearest records with their cosine similarity, best first."""
+
+    @abstractmethod
+    def get(self, collection: str, ids: Sequence[str]) -> list[MemoryRecord]:
+        """Records by id (missing ids are skipped)."""
+
+    @abstractmethod
+    def delete(self, collection: str, ids: Sequence[str]) -> int:
+        """Delete records by id; returns how many existed."""
+
+    @abstractmethod
+    def scan(self, collection: str) -> Iterator[MemoryRecord]:
+        """All records of a collection, oldest first."""
+
+    @abstractmethod
+    def count(self, collection: str) -> int: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release files and connections."""

@@ -1,0 +1,102 @@
+"""An in-process backend: records in dicts, embeddings in a numpy matrix per collection.
+
+Exact cosine search by one matrix-vector product; fine up to ~100k records. Used for tests
+and for runs that need no persistence.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from memory.base import VectorBackend
+from memory.embeddings import Vectors
+from memory.records import MemoryRecord
+
+
+class _Collection:
+    def __init__(self, dim: int) -> None:
+        self.ids: list[str] = []
+        self.index: dict[str, int] = {}
+        self.records: dict[str, MemoryRecord] = {}
+        self.matrix = np.zeros((0, dim), dtype=np.float32)
+
+
+class InProcessBackend(VectorBackend):
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self._cols: dict[str, _Collection] = {}
+        self._lock = threading.RLock()
+
+    def _col(self, name: str) -> _Collection:
+        col = self._cols.get(name)
+        if col is None:
+            col = self._cols[name] = _Collection(self.dim)
+        return col
+
+    def upsert(self, collection: str, records: Sequence[MemoryRecord], vectors: Vectors) -> None:
+        if len(records) != len(vectors):
+            raise ValueError("records and vectors differ in length")
+        with self._lock:
+            col = self._col(collection)
+            new_rows: list[Vectors] = []
+            for rec, vec in zip(records, vectors, strict=True):
+                pos = col.index.get(rec.id)
+                if pos is None:
+                    col.index[rec.id] = len(col.ids) + len(new_rows)
+                    new_rows.append(vec)
+                    col.ids.append(rec.id)
+                else:
+                    col.matrix[pos] = vec
+                col.records[rec.id] = rec.model_copy(deep=True)
+            if new_rows:
+                col.matrix = np.vstack([col.matrix, np.asarray(new_rows, dtype=np.float32)])
+
+    def update(self, collection: str, records: Sequence[MemoryRecord]) -> None:
+        with self._lock:
+            col = self._col(collection)
+            for rec in records:
+                if rec.id in col.records:
+                    col.records[rec.id] = rec.model_copy(deep=True)
+
+    def query(self, collection: str, vector: Vectors, k: int) -> list[tuple[MemoryRecord, float]]:
+        with self._lock:
+            col = self._col(collection)
+            if not col.ids or k <= 0:
+                return []
+            sims = col.matrix @ np.asarray(vector, dtype=np.float32).reshape(-1)
+            k = min(k, len(col.ids))
+            top = np.argpartition(-sims, k - 1)[:k]
+            top = top[np.argsort(-sims[top], kind="stable")]
+            return [(col.records[col.ids[i]].model_copy(deep=True), float(sims[i])) for i in top]
+
+    def get(self, collection: str, ids: Sequence[str]) -> list[MemoryRecord]:
+        with self._lock:
+            col = self._col(collection)
+            return [col.records[i].model_copy(deep=True) for i in ids if i in col.records]
+
+    def delete(self, collection: str, ids: Sequence[str]) -> int:
+        with self._lock:
+            col = self._col(collection)
+            gone = {i for i in ids if i in col.index}
+            if not gone:
+                return 0
+            keep = [pos for pos, i in enumerate(col.ids) if i not in gone]
+            col.matrix = col.matrix[keep]
+            col.ids = [col.ids[p] for p in keep]
+            col.index = {i: p for p, i in enumerate(col.ids)}
+            for i in gone:
+                del col.records[i]
+            return len(gone)
+
+    def scan(self, collection: str) -> Iterator[MemoryRecord]:
+        with self._lock:
+            col = self._col(collection)
+            items = [col.records[i].model_copy(deep=True) for i in col.ids]
+        yield from items
+
+    def count(self, collection: str) -> int:
+        with self._lock:
+            return len(self._col(collection).ids)

@@ -1,0 +1,137 @@
+"""The real embedded llama.cpp server plays real TextWorld games through the real graph."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agent import Agent, load_settings
+
+pytestmark = pytest.mark.integration
+
+EVOLVENT = [sys.executable, "-m", "agent.cli"]
+
+
+def test_two_cooking_episodes_end_to_end(evolvent_home: Path, games_dir: Path) -> None:
+    settings = load_settings(
+        None, **{"home": str(evolvent_home), "games_dir": str(games_dir), "limits.max_steps": 4}
+    )
+    with Agent(settings) as agent:
+        results = [agent.run("textworld:cooking", seed=s) for s in (1, 2)]
+    for r in results:
+        assert r.env == "textworld:cooking" and r.max_score > 0
+        assert 1 <= r.steps <= 4
+        assert r.failed_steps == 0  # constrained decoding: every answer is a valid action
+        assert r.tokens > 0 and r.llm_s > 0 and r.env_s > 0
+        assert r.wall_s >= r.llm_s + r.env_s - 1e-6
+        assert r.memories_written
+    # The second episode retrieved what the first one wrote.
+    assert results[1].memories_used
+
+
+def _checkpoints(db: Path, thread: str) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db, timeout=5) as c:
+            return int(
+                c.execute(
+                    "SELECT count(*) FROM checkpoints WHERE thread_id = ?", (thread,)
+                ).fetchone()[0]
+            )
+    except sqlite3.OperationalError:
+        return 0  # table not created yet
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting to be reaped by init counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(d.name))
+    return kids
+
+
+def test_killed_subprocess_resumes_and_finishes(evolvent_home: Path, games_dir: Path) -> None:
+    env = {**os.environ, "EVOLVENT_HOME": str(evolvent_home), "EVOLVENT_GAMES_DIR": str(games_dir)}
+    db = evolvent_home / "checkpoints.sqlite"
+    thread = "kill-me"
+    args = ["run", "--env", "textworld:cooking", "--seed", "1", "--max-steps", "6"]
+    proc = subprocess.Popen(
+        [*EVOLVENT, *args, "--thread-id", thread, "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # Planner + two executor steps checkpointed: kill it in the middle of the episode.
+        deadline = time.monotonic() + 300
+        while _checkpoints(db, thread) < 5:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "episode did not start in time"
+            time.sleep(0.2)
+        servers = _children(proc.pid)
+        assert servers, "the embedded server should be a child of the CLI"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        # The server dies with its parent (PR_SET_PDEATHSIG): nothing is left behind.
+        deadline = time.monotonic() + 15
+        while any(_alive(p) for p in servers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(p) for p in servers)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    before = _checkpoints(db, thread)
+    assert proc.stdout is not None and proc.stdout.read().strip() == ""  # no episode finished
+
+    done = subprocess.run(
+        [*EVOLVENT, "run", "--resume", thread, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stdout.strip().splitlines()
+    result = json.loads(line)
+    for key in (
+        "env",
+        "seed",
+        "success",
+        "score",
+        "max_score",
+        "steps",
+        "tokens",
+        "wall_s",
+        "llm_s",
+        "env_s",
+        "thread_id",
+    ):
+        assert key in result
+    assert result["thread_id"] == thread and result["env"] == "textworld:cooking"
+    assert result["seed"] == 1
+    assert result["steps"] == 6 or result["stop_reason"] in ("won", "lost", "done")
+    assert _checkpoints(db, thread) > before

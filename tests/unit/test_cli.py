@@ -1,0 +1,85 @@
+"""CLI behaviour on user mistakes: one clear line, the valid choices, no stack trace."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agent.cli import app
+
+runner = CliRunner()
+
+
+def test_help_documents_every_command() -> None:
+    r = runner.invoke(app, ["--help"])
+    assert r.exit_code == 0
+    for cmd in ("run", "serve-llm", "envs"):
+        assert cmd in r.output
+    r = runner.invoke(app, ["run", "--help"])
+    for flag in (
+        "--env",
+        "--episodes",
+        "--seed",
+        "--max-steps",
+        "--json",
+        "--thread-id",
+        "--resume",
+    ):
+        assert flag in r.output
+
+
+def test_unknown_env_lists_valid_ones(evolvent_home: Path) -> None:
+    r = runner.invoke(app, ["run", "--env", "textworld:nope"])
+    assert r.exit_code == 2
+    assert "unknown env 'textworld:nope'" in r.output
+    assert "textworld:cooking" in r.output and "toy:keys" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_bad_flag_lists_valid_options() -> None:
+    r = runner.invoke(app, ["run", "--episodez", "3"])
+    assert r.exit_code == 2
+    assert "--episodez" in r.output and "--episodes" in r.output and "--max-steps" in r.output
+
+
+def test_conflicting_flags(evolvent_home: Path) -> None:
+    r = runner.invoke(app, ["run", "--resume", "x", "--env", "toy:keys"])
+    assert r.exit_code == 2 and "--resume" in r.output
+
+
+def test_unreachable_endpoint_is_one_line(evolvent_home: Path) -> None:
+    # Port 9 (discard) is closed on loopback: connection refused at once.
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agent.cli",
+            "run",
+            "--env",
+            "toy:keys",
+            "--llm-url",
+            "http://127.0.0.1:9/v1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            **__import__("os").environ,
+            "EVOLVENT_LLM__MAX_RETRIES": "1",
+            "EVOLVENT_LLM__BACKOFF_S": "0.05",
+        },
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "http://127.0.0.1:9/v1" in lines[0] and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("bad", ["--episodes=0", "--max-steps=-1"])
+def test_out_of_range_values(bad: str) -> None:
+    r = runner.invoke(app, ["run", bad])
+    assert r.exit_code == 2

@@ -1,0 +1,150 @@
+"""The agent graph end to end with a scripted LLM and the instant toy game."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from agent import Agent
+from agent.config import Settings, load_settings
+from agent.errors import ResumeError
+from agent.llm.scripted import ScriptedLLM
+from agent.nodes.executor import TOOL_PREFIX
+from benchmarks.envs.toy import ToyEnv
+from memory import EpisodicParams, HashingEmbedder, MemoryStore
+
+
+class Killed(BaseException):
+    """Simulates the process dying in the middle of a step."""
+
+
+def follow_walkthrough(env: ToyEnv, kill_at: int | None = None) -> ScriptedLLM:
+    """A policy that plays the walkthrough; it reads its position from the transcript."""
+    walk = env.walkthrough
+
+    def respond(kind: str, prompt: str, options: Sequence[str] | type[BaseModel] | None) -> str:
+        if kind != "choose":
+            return "find the key, then open the chest"
+        done = prompt.count("\n> ") - 1
+        if kill_at is not None and done == kill_at:
+            raise Killed()
+        assert isinstance(options, list)
+        tool = next((o for o in options if o.startswith(TOOL_PREFIX)), None)
+        return tool or walk[done]
+
+    return ScriptedLLM(responder=respond)
+
+
+def settings(home: Path, **kw: object) -> Settings:
+    return load_settings(None, **{"home": str(home), **kw})
+
+
+def make_agent(home: Path, llm: ScriptedLLM, memory: MemoryStore | None = None) -> Agent:
+    return Agent(settings(home), llm=llm, embedder=HashingEmbedder(), memory=memory)
+
+
+def test_walkthrough_wins_and_writes_memory(evolvent_home: Path) -> None:
+    env = ToyEnv(seed=3)
+    walk = env.walkthrough
+    with make_agent(evolvent_home, follow_walkthrough(env)) as agent:
+        r = agent.run(env, thread_id="t-win")
+        assert r.success and r.stop_reason == "won"
+        assert r.score == r.max_score == 2
+        assert [s.action for s in r.trajectory] == walk
+        assert r.steps == len(walk) and r.failed_steps == 0
+        assert r.tokens > 0 and r.prompt_tokens > 0
+        assert r.wall_s >= r.llm_s + r.env_s - 1e-6
+        assert r.memories_written and agent.memory.stats()["episode"] == 1
+        rec = agent.memory.get(r.memories_written[0])
+        assert rec is not None and rec.provenance.episode_id == "t-win"
+        assert rec.provenance.outcome == "success"
+
+
+def test_step_limit_and_mid_episode_reflection(evolvent_home: Path) -> None:
+    llm = ScriptedLLM(responder=lambda k, p, o: "look" if k == "choose" else "ok")
+    with make_agent(evolvent_home, llm) as agent:
+        r = agent.run(ToyEnv(seed=1), max_steps=8)
+    assert r.stop_reason == "step_limit" and not r.success
+    assert r.steps == 8 and r.actions == 8
+    assert r.reflections and "'look' x" in r.reflections[0]
+    # The reflection reaches the executor's prompts after it was made.
+    assert any("Reflection:" in p for p in llm.prompts[-3:])
+    # A failure with reflections becomes a mistake note.
+    assert any(m.startswith("note-") for m in r.memories_written)
+
+
+def test_token_budget_is_a_stop_condition(evolvent_home: Path) -> None:
+    llm = ScriptedLLM(responder=lambda k, p, o: "look" if k == "choose" else "ok")
+    with make_agent(evolvent_home, llm) as agent:
+        r = agent.run(ToyEnv(seed=1), max_steps=50, token_budget=300)
+    assert r.stop_reason == "token_budget"
+    assert 0 < r.steps < 50 and r.tokens >= 300
+
+
+def test_junk_answers_are_failed_steps_not_crashes(evolvent_home: Path) -> None:
+    llm = ScriptedLLM(responder=lambda k, p, o: "dance wildly" if k == "choose" else "ok")
+    with make_agent(evolvent_home, llm) as agent:
+        r = agent.run(ToyEnv(seed=2), max_steps=3)
+    assert r.stop_reason == "step_limit"
+    assert r.failed_steps == 3 and r.actions == 0
+    assert all(s.error and "not one of the options" in s.error for s in r.trajectory)
+
+
+def test_resume_after_kill_finishes_with_same_trajectory(evolvent_home: Path) -> None:
+    env = ToyEnv(seed=5)
+    walk = env.walkthrough
+    assert len(walk) >= 3
+    with make_agent(evolvent_home, follow_walkthrough(env, kill_at=2)) as agent:
+        with pytest.raises(Killed):
+            agent.run(env, thread_id="t-kill")
+    # A new process: new agent, same checkpoint database.
+    with make_agent(evolvent_home, follow_walkthrough(ToyEnv(seed=5))) as agent:
+        r = agent.resume("t-kill")
+        assert r.success
+        assert [s.action for s in r.trajectory] == walk
+        assert [s.index for s in r.trajectory] == list(range(len(walk)))
+        # Resuming a finished episode returns its result without playing again.
+        again = agent.resume("t-kill")
+        assert again.trajectory == r.trajectory
+        with pytest.raises(ResumeError, match="already exists"):
+            agent.run(ToyEnv(seed=5), thread_id="t-kill")
+        with pytest.raises(ResumeError, match="no episode"):
+            agent.resume("nope")
+
+
+def test_memory_and_tools_carry_over_between_episodes(evolvent_home: Path) -> None:
+    memory = MemoryStore.in_memory(HashingEmbedder(), episodic=EpisodicParams(epsilon=0.0))
+    env = ToyEnv(seed=4)
+    llm = follow_walkthrough(env)
+    with make_agent(evolvent_home, llm, memory=memory) as agent:
+        first = agent.run(ToyEnv(seed=4))
+        assert first.success and first.memories_used == []
+        second = agent.run(ToyEnv(seed=4))
+        # The first episode was retrieved, shown, and reinforced after the win.
+        assert second.memories_used == first.memories_written[:1]
+        assert "Past episodes:" in llm.prompts[-2] or any(
+            "Past episodes:" in p for p in llm.prompts
+        )
+        rec = memory.get(first.memories_written[0])
+        assert rec is not None and rec.q == pytest.approx(0.3)
+        # Two wins with the same procedure: a macro tool was mined.
+        assert second.tools_written
+        third = agent.run(ToyEnv(seed=4))
+        assert third.success and third.tools_used
+        tool_steps = [s for s in third.trajectory if s.tool]
+        assert len(tool_steps) >= 2  # one tool call expanded into several actions
+        assert third.steps < len(env.walkthrough)
+        stats = agent.toolsmith.registry.get(third.tools_used[0])
+        assert stats is not None and stats.uses >= 1
+
+
+def test_free_text_task(evolvent_home: Path) -> None:
+    llm = ScriptedLLM(["1. add the numbers", "4"])
+    with make_agent(evolvent_home, llm) as agent:
+        r = agent.run("What is 2 + 2? Answer with a number.")
+    assert r.env == "text" and r.steps == 1
+    assert r.trajectory[0].action == "4"
+    assert not r.success  # nothing verified it

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import pytest
+
+from memory import EpisodicParams, HashingEmbedder, MemoryStore
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore.in_memory(HashingEmbedder(), episodic=EpisodicParams(epsilon=0.0))
+
+
+def test_q_update_is_exact(store: MemoryStore) -> None:
+    mid = store.episodes.add("cook a meal", "took knife", success=True, reward=1.0)
+    q = store.episodes.reinforce([mid], reward=1.0)[mid]
+    assert q == pytest.approx(0.3)
+    q = store.episodes.reinforce([mid], reward=-1.0)[mid]
+    assert q == pytest.approx(0.3 + 0.3 * (-1.0 - 0.3))
+    rec = store.get(mid)
+    assert rec is not None and rec.uses == 2 and rec.successes == 1 and rec.failures == 1
+
+
+def test_equal_similarity_higher_q_first(store: MemoryStore) -> None:
+    # Same intent text would merge, so lower the merge threshold's reach with distinct ids.
+    store.episodes.params.merge_threshold = 1.01
+    a = store.episodes.add("open the chest", "A", success=True, reward=1.0)
+    b = store.episodes.add("open the chest", "B", success=True, reward=1.0)
+    store.episodes.reinforce([b], 1.0)
+    hits = store.episodes.retrieve("open the chest", k=2)
+    assert [h.id for h in hits] == [b, a]
+    assert hits[0].similarity == pytest.approx(hits[1].similarity)
+
+
+def test_below_q_floor_is_dropped(store: MemoryStore) -> None:
+    mid = store.episodes.add("find the coin", "went east", success=False, reward=0.0)
+    for _ in range(2):
+        store.episodes.reinforce([mid], -1.0)
+    assert store.episodes.retrieve("find the coin") == []
+
+
+def test_failing_memory_leaves_top_k_within_five_reinforcements(store: MemoryStore) -> None:
+    store.episodes.params.merge_threshold = 1.01
+    bad = store.episodes.add("cook the carrot", "bad", success=False, reward=0.0)
+    for i in range(4):
+        store.episodes.add("cook the carrot", f"other {i}", success=True, reward=1.0)
+    store.episodes.params.k2 = 3
+    assert bad in [h.id for h in store.episodes.retrieve("cook the carrot", k=5)]
+    dropped_after = None
+    for n in range(1, 6):
+        store.episodes.reinforce([bad], -1.0)
+        if bad not in [h.id for h in store.episodes.retrieve("cook the carrot")]:
+            dropped_after = n
+            break
+    assert dropped_after is not None and dropped_after <= 5
+
+
+def test_near_duplicate_intent_is_merged(store: MemoryStore) -> None:
+    a = store.episodes.add("cook the yellow potato", "first", success=False, reward=0.0)
+    b = store.episodes.add("cook the yellow potato", "second", success=True, reward=1.0)
+    assert a == b
+    rec = store.get(a)
+    assert rec is not None and rec.text == "second" and rec.meta["merged"] == 1
+    assert len(rec.meta["history"]) == 2
+    assert store.stats()["episode"] == 1
+
+
+def test_similarity_threshold_filters_unrelated(store: MemoryStore) -> None:
+    store.episodes.add("collect the golden coin", "x", success=True, reward=1.0)
+    assert store.episodes.retrieve("quantum chromodynamics lattice") == []
+
+
+def test_export_delete_and_provenance(store: MemoryStore) -> None:
+    mid = store.episodes.add("task one", "exp", success=True, reward=1.0)
+    nid = store.notes.add("task one", "avoid looping")
+    rows = list(store.export())
+    assert {r["id"] for r in rows} == {mid, nid}
+    ep = next(r for r in rows if r["id"] == mid)
+    assert ep["provenance"]["outcome"] == "success"
+    assert store.delete(nid) is True
+    assert store.delete(nid) is False
+    assert store.get(nid) is None
+
+
+def test_notes_vote_and_threshold(store: MemoryStore) -> None:
+    nid = store.notes.add("open the fridge before taking food", "open it first")
+    assert [h.id for h in store.notes.retrieve("open the fridge before taking food")] == [nid]
+    store.notes.vote([nid], up=False)
+    rec = store.get(nid)
+    assert rec is not None and rec.q == -1.0 and rec.failures == 1
