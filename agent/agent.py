@@ -6,7 +6,6 @@ import time
 import uuid
 from collections.abc import Callable
 
-from benchmarks.envs.registry import ENV_IDS, make_env
 from langchain_core.runnables import RunnableConfig
 
 from agent.checkpoint import CheckpointStore, EpisodeRow
@@ -19,6 +18,7 @@ from agent.result import EpisodeResult, StepView
 from agent.state import AgentState, EpisodeContext
 from agent.tasks import TEXT_ENV_ID, TextTask
 from benchmarks.envs.base import Env
+from benchmarks.envs.registry import ENV_IDS, make_env
 from memory.embeddings import Embedder, default_embedder
 from memory.store import MemoryStore
 from toolsmith.registry import InProcessToolRegistry

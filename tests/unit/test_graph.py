@@ -97,9 +97,9 @@ def test_resume_after_kill_finishes_with_same_trajectory(evolvent_home: Path) ->
     env = ToyEnv(seed=5)
     walk = env.walkthrough
     assert len(walk) >= 3
-    with make_agent(evolvent_home, follow_walkthrough(env, kill_at=2)) as agent:
-        with pytest.raises(Killed):
-            agent.run(env, thread_id="t-kill")
+    killer = follow_walkthrough(env, kill_at=2)
+    with make_agent(evolvent_home, killer) as agent, pytest.raises(Killed):
+        agent.run(env, thread_id="t-kill")
     # A new process: new agent, same checkpoint database.
     with make_agent(evolvent_home, follow_walkthrough(ToyEnv(seed=5))) as agent:
         r = agent.resume("t-kill")
