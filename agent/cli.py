@@ -240,11 +240,13 @@ def serve_llm(
             err.print(f"[green]serving[/] {server.base_url}  (Ctrl-C to stop)")
             err.print(f"use it with: EVOLVENT_LLM__BASE_URL={server.base_url} evolvent run ...")
             stop = threading.Event()
-            signal.signal(signal.SIGTERM, lambda *_: stop.set())
-            while not stop.is_set() and server.alive():
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(sig, lambda *_: stop.set())
+            while not stop.is_set() and server.is_running():
                 stop.wait(0.5)
-            if not server.alive():
+            if not server.is_running():
                 _fail("the embedded server exited unexpectedly", code=1)
+        err.print("stopped")
     except EvolventError as e:
         _fail(str(e))
     except KeyboardInterrupt:

@@ -39,8 +39,9 @@ class LLMSettings(BaseModel):
     """API key for hosted endpoints; local servers accept any value."""
     kind: EndpointKind = "auto"
     """How structured output is requested: ``llamacpp`` (GBNF grammar / json_object+schema),
-    ``vllm`` (``structured_outputs``), ``openai`` (``json_schema``). ``auto`` guesses from
-    the URL (embedded → llamacpp, loopback → vllm, else openai)."""
+    ``vllm`` (``structured_outputs``), ``openai`` (``json_schema``). ``auto`` asks the
+    endpoint's ``GET /models`` (``owned_by``: vLLM, llama.cpp) and falls back to ``openai``;
+    the embedded server is always ``llamacpp``."""
     prompt_style: Literal["completion", "chat"] = "completion"
     """``completion`` for base models (/v1/completions), ``chat`` for instruction-tuned ones."""
     timeout_s: float = Field(default=60.0, gt=0)
@@ -54,7 +55,8 @@ class LLMSettings(BaseModel):
     n_ctx: int = Field(default=4096, ge=512)
     """Context window of the embedded server."""
     n_threads: int | None = None
-    """CPU threads of the embedded server (default: all cores)."""
+    """CPU threads of the embedded server (default: usable cores minus one, at least 1: a
+    busy extra thread slows llama.cpp's decoding by an order of magnitude)."""
     startup_timeout_s: float = Field(default=120.0, gt=0)
     """How long to wait for the embedded server to become healthy."""
 

@@ -35,6 +35,10 @@ class EndpointUnreachable(EvolventError):
         super().__init__(f"{msg}: {hint}")
 
 
+class LLMRequestError(EvolventError):
+    """The endpoint answered, but refused the request (4xx, or 5xx after all retries)."""
+
+
 class EmbeddedServerError(EvolventError):
     """The embedded llama.cpp server could not be started."""
 
@@ -45,6 +49,22 @@ class InvalidLLMOutput(EvolventError):
 
 class ResumeError(EvolventError):
     """A thread that cannot be resumed (unknown id, already finished, env mismatch)."""
+
+
+class MemoryLocked(EvolventError):
+    """Another process has the embedded memory store open for writing."""
+
+    def __init__(self, path: str, pid: int | None = None) -> None:
+        self.path = path
+        self.pid = pid
+        holder = f"process {pid}" if pid else "another process"
+        # The server must own the directory alone, hence "once it has finished".
+        super().__init__(
+            f"memory store {path} is open for writing by {holder}; to share one memory between "
+            f"processes, once it has finished run a Chroma server (`chroma run --path {path} "
+            "--port 8000`) and point every process at it with "
+            "EVOLVENT_MEMORY__URL=http://127.0.0.1:8000 (or MemoryStore.open(url=...))"
+        )
 
 
 class StopCondition(Exception):

@@ -14,6 +14,7 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -125,7 +126,7 @@ def _play(
         row = agent.checkpoints.episode(tid)
         bar = progress.add_task(f"  episode {i + 1} (seed {spec.seed + i})", total=spec.max_steps)
 
-        def advance(step: StepView, bar: int = bar) -> None:
+        def advance(step: StepView, bar: TaskID = bar) -> None:
             progress.update(bar, completed=step.index + 1)
 
         if row is not None and row.status == "finished" and row.result is not None:

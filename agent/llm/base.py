@@ -13,13 +13,7 @@ from typing import Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, Field
 
-from agent.errors import EvolventError
-
 T = TypeVar("T", bound=BaseModel)
-
-
-class LLMRequestError(EvolventError):
-    """The endpoint answered, but refused the request (4xx, or 5xx after all retries)."""
 
 
 class Usage(BaseModel):

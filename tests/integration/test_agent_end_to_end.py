@@ -135,3 +135,37 @@ def test_killed_subprocess_resumes_and_finishes(evolvent_home: Path, games_dir: 
     assert result["seed"] == 1
     assert result["steps"] == 6 or result["stop_reason"] in ("won", "lost", "done")
     assert _checkpoints(db, thread) > before
+
+
+def test_serve_llm_answers_and_stops_cleanly(evolvent_home: Path) -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [*EVOLVENT, "serve-llm", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/v1/models"
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            try:
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    assert b"gemma" in resp.read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.5)
+        servers = _children(proc.pid)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+        assert not any(_alive(p) for p in servers)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
