@@ -169,3 +169,65 @@ def test_serve_llm_answers_and_stops_cleanly(evolvent_home: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_ctrl_c_leaves_a_consistent_resumable_run(evolvent_home: Path, games_dir: Path) -> None:
+    env = {**os.environ, "EVOLVENT_HOME": str(evolvent_home), "EVOLVENT_GAMES_DIR": str(games_dir)}
+    db = evolvent_home / "checkpoints.sqlite"
+    proc = subprocess.Popen(
+        [
+            *EVOLVENT,
+            "run",
+            "--env",
+            "textworld:cooking",
+            "--seed",
+            "2",
+            "--max-steps",
+            "5",
+            "--thread-id",
+            "ctrl-c",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while _checkpoints(db, "ctrl-c") < 4:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "--resume" in stderr and "Traceback" not in stderr
+    with sqlite3.connect(db) as c:
+        assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    done = subprocess.run(
+        [*EVOLVENT, "run", "--resume", "ctrl-c", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["thread_id"] == "ctrl-c"
+
+
+def test_readme_python_examples_run(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in readme.split("```python\n")[1:]]
+    assert blocks, "the README has Python examples"
+    for code in blocks:
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=tmp_path,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
