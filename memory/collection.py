@@ -52,7 +52,9 @@ class TextCollection:
                 rec.provenance.updated_at = time.time()
                 self.backend.update(self.collection, [rec])
                 return rec.id
-            prefix = {"note": "note", "experience": "exp", "episode": "ep"}[self.kind]
+            prefix = {"note": "note", "experience": "exp", "episode": "ep", "action": "act"}[
+                self.kind
+            ]
             rec = MemoryRecord(
                 id=new_id(prefix),
                 kind=self.kind,

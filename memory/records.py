@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-MemoryKind = Literal["episode", "note", "experience"]
+MemoryKind = Literal["episode", "note", "experience", "action"]
 Outcome = Literal["success", "failure", "unknown"]
 
 
