@@ -1,0 +1,120 @@
+"""Security probes against every backend. bwrap and docker must contain all of them; the
+subprocess backend is no security boundary, and the expected map below documents exactly
+what it does and does not contain on this machine."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sandbox import InsecureSandboxWarning, Sandbox, SandboxUnavailable, get_sandbox, run_selfcheck
+from sandbox._cgroup import support as cgroup_support
+from sandbox.selfcheck import PROBE_NAMES, wait_for_no_marker
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+ROOT = os.geteuid() == 0
+PIDS_CGROUP = "pids" in cgroup_support()
+
+
+@pytest.fixture(params=["bwrap", "subprocess", "docker"])
+def sb(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InsecureSandboxWarning)
+        try:
+            box = get_sandbox(request.param)
+        except SandboxUnavailable as exc:
+            pytest.skip(f"{request.param}: {exc}")
+    yield box
+    box.close()
+
+
+@pytest.fixture
+def outside_dir() -> Iterator[Path]:
+    """A host dir outside /tmp (a private /tmp alone would hide one there)."""
+    d = Path(tempfile.mkdtemp(dir=REPO, prefix=".sandbox-probe-"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def subprocess_expected() -> dict[str, bool]:
+    """What the subprocess backend honestly contains: limits yes, isolation no."""
+    expected = {name: False for name in PROBE_NAMES}
+    expected.update(
+        env_secret=True,  # the environment is scrubbed
+        memory_bomb=True,  # RLIMIT_AS
+        cpu_loop=True,  # RLIMIT_CPU
+        ctypes_segfault=True,  # the crash is reported, the host is fine
+        fork_bomb=PIDS_CGROUP,  # only a pids cgroup binds root; without one it is not contained
+        capabilities=not ROOT,
+        proc_sys_write=not ROOT,
+    )
+    return expected
+
+
+def test_probes(sb: Sandbox, outside_dir: Path) -> None:
+    report = run_selfcheck(sb, outside_dir=outside_dir)
+    got = report.contained()
+    if sb.name == "subprocess":
+        expected = subprocess_expected()
+        if not ROOT:  # depends on the kernel's unprivileged userns setting
+            expected.pop("ctypes_userns")
+        assert {k: got[k] for k in expected if k in got} == {
+            k: v for k, v in expected.items() if k in got
+        }, report.format()
+    else:
+        assert report.all_contained, report.format()
+        assert set(got) >= set(PROBE_NAMES) - {"host_shadow"}
+    assert not list(outside_dir.glob("written-*")) or sb.name == "subprocess"
+
+
+def _leftover_cgroups() -> list[Path]:
+    return list(Path("/sys/fs/cgroup").glob("*/**/evolvent-sbx-*"))
+
+
+def test_spinning_fork_bomb_is_contained_and_cleaned_up(sb: Sandbox) -> None:
+    if sb.name == "subprocess" and not PIDS_CGROUP:
+        pytest.skip("subprocess backend without a writable pids cgroup cannot contain a fork bomb")
+    marker = f"evolvent-test-{uuid.uuid4().hex}"
+    code = f"# {marker}\nimport os\nwhile True:\n    try:\n        os.fork()\n"
+    code += "    except OSError:\n        pass\n"
+    limits = sb.limits.model_copy(update={"max_processes": 32, "timeout_s": 3})
+    res = sb.run(["python3", "-c", code], limits=limits)
+    assert res.timed_out and res.wall_s < 6
+    if sb.name != "docker" and PIDS_CGROUP:
+        assert res.limit_hit == "processes"
+    assert wait_for_no_marker(marker) == []
+    assert _leftover_cgroups() == []
+
+
+def test_growing_memory_is_stopped(sb: Sandbox) -> None:
+    limits = sb.limits.model_copy(update={"address_space_bytes": 256 * 1024 * 1024})
+    res = sb.run(
+        ["python3", "-c", "x = []\nwhile True:\n    x.append(b'x' * 10**7)"], limits=limits
+    )
+    assert res.exit_code != 0 and not res.timed_out
+    assert res.limit_hit == "memory", res
+
+
+def test_ctypes_cannot_escape(sb: Sandbox, outside_dir: Path) -> None:
+    if sb.name == "subprocess":
+        pytest.skip("no isolation to escape from (see test_probes)")
+    code = (
+        "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        # setns needs an fd of a host namespace; mount and chroot need capabilities
+        "print('mount', libc.mount(b'none', b'/usr', b'tmpfs', 0, None))\n"
+        "print('chroot', libc.chroot(b'/'))\n"
+        "print('setuid0', libc.setuid(0))\n"
+        f"print('system', libc.system(b'ls {outside_dir} > /dev/null 2>&1'))\n"
+    )
+    res = sb.run(["python3", "-c", code])
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout.split() == ["mount", "-1", "chroot", "-1", "setuid0", "-1", "system", "512"]
