@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 from langchain_core.runnables import RunnableConfig
 
@@ -19,7 +20,10 @@ from agent.state import AgentState, EpisodeContext
 from agent.tasks import TEXT_ENV_ID, TextTask
 from benchmarks.envs.base import Env
 from benchmarks.envs.registry import ENV_IDS, make_env
+from memory.distill import DistillParams, EpisodeDigest, ExperienceDistiller
 from memory.embeddings import Embedder, default_embedder
+from memory.mistakes import FailureCase
+from memory.notebook import MistakeNotebook, NotebookParams, NotebookUpdate, NotesView
 from memory.store import MemoryStore
 from toolsmith.registry import InProcessToolRegistry
 from toolsmith.synthesizer import Toolsmith
@@ -59,10 +63,21 @@ class Agent:
         self.llm = llm
         self.embedder = embedder or (memory.embedder if memory else default_embedder())
         self._owns_memory = memory is None
-        self.memory = memory or MemoryStore.in_memory(
-            self.embedder, namespace=self.settings.memory.namespace
+        mcfg = self.settings.memory
+        self.memory = memory or MemoryStore.open(
+            path=None if mcfg.url else self.settings.memory_path,
+            url=mcfg.url,
+            namespace=mcfg.namespace,
+            embedder=self.embedder,
         )
         self.toolsmith = toolsmith or Toolsmith(InProcessToolRegistry(self.embedder))
+        self.notebook = MistakeNotebook(
+            self.memory.notes, self.llm, NotebookParams(batch_size=max(1, mcfg.notebook_batch))
+        )
+        self.distiller = ExperienceDistiller(
+            self.memory.experiences, self.llm, DistillParams(every=max(1, mcfg.distill_every))
+        )
+        self.last_notebook_update: NotebookUpdate | None = None
         self.checkpoints = CheckpointStore(self.settings.checkpoint_path)
         self.graph: CompiledAgent = build_graph(self.checkpoints.saver)
 
@@ -123,7 +138,9 @@ class Agent:
             "token_budget": token_budget or limits.token_budget,
             "env_s": reset_s,
         }
-        return self._drive(initial, cfg, env, row, started, on_step)
+        result = self._drive(initial, cfg, env, row, started, on_step)
+        self._learn_between_episodes(result)
+        return result
 
     def resume(self, thread_id: str, on_step: StepCallback | None = None) -> EpisodeResult:
         """Finish an episode whose process was killed, from its last checkpoint."""
@@ -144,7 +161,38 @@ class Agent:
             return self._finish(values, row)
         cfg = self._config(thread_id, values.get("max_steps"))
         env = self._replay(values)
-        return self._drive(None, cfg, env, row, time.perf_counter(), on_step)
+        result = self._drive(None, cfg, env, row, time.perf_counter(), on_step)
+        self._learn_between_episodes(result)
+        return result
+
+    def _learn_between_episodes(self, result: EpisodeResult) -> None:
+        """What needs several episodes: distilled experiences and gated mistake notes."""
+        mcfg = self.settings.memory
+        if not self.settings.agent.learn or result.env == TEXT_ENV_ID:
+            return
+        if mcfg.distill_every > 0 and self.distiller.observe(EpisodeDigest.from_result(result)):
+            self.distiller.consolidate()
+        failed = mcfg.notebook_batch > 0 and not result.success
+        if failed and self.notebook.record_failure(FailureCase.from_result(result)):
+            self.last_notebook_update = self.notebook.update(self._rerun_with_notes)
+
+    def _rerun_with_notes(self, batch: list[FailureCase], view: NotesView) -> list[bool]:
+        """Re-play failed tasks seeing exactly ``view``'s notes, learning nothing.
+
+        The re-run has its own throwaway memory (only the notes), tools and checkpoints, so
+        the comparison of old and new notes cannot change what the agent has learned.
+        """
+        import tempfile
+
+        frozen = self.settings.model_copy(deep=True)
+        frozen.agent.learn = False
+        frozen.memory.notebook_batch = 0
+        frozen.memory.distill_every = 0
+        with tempfile.TemporaryDirectory(prefix="evolvent-rerun-") as tmp:
+            frozen.checkpoint_db = Path(tmp) / "rerun.sqlite"
+            store = view.materialize(self.embedder)
+            with Agent(frozen, llm=self.llm, memory=store, embedder=self.embedder) as rerun:
+                return [rerun.run(case.env_id, seed=case.seed or 0).success for case in batch]
 
     def has_checkpoint(self, thread_id: str) -> bool:
         return bool(self.graph.get_state(self._config(thread_id, None)).values)

@@ -50,6 +50,11 @@ app = typer.Typer(
 )
 
 
+from agent import cli_memory  # noqa: E402 - sub-apps are mounted after the root app exists
+
+app.add_typer(cli_memory.app, name="memory")
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"evolvent {agent_pkg.__version__}")

@@ -64,8 +64,9 @@ class LLMSettings(BaseModel):
 class MemorySettings(BaseModel):
     """Where learned state lives."""
 
-    path: Path = DEFAULT_HOME / "memory"
-    """Directory of the embedded store (Chroma PersistentClient, tool registry)."""
+    path: Path | None = None
+    """Directory of the embedded store (Chroma PersistentClient, tool registry);
+    default ``<home>/memory``. Read it through ``Settings.memory_path``."""
     url: str | None = None
     """Chroma server URL (``http://127.0.0.1:8000``) to share memory between processes."""
     namespace: str = "default"
@@ -74,6 +75,18 @@ class MemorySettings(BaseModel):
     """Episodic memories injected into the planner prompt."""
     prompt_token_budget: int = Field(default=400, ge=0)
     """Approximate token budget for all memories in one prompt."""
+    action_hints: int = Field(default=3, ge=0, le=20)
+    """Actions proposed per step from step-level memory, shown to the LLM (0: off)."""
+    action_policy: Literal["llm", "follow"] = "llm"
+    """``llm``: the LLM chooses, seeing the proposals; ``follow``: take the top proposal
+    without asking the LLM when its learned value is at least ``follow_min_value``."""
+    follow_min_value: float = 0.5
+    """Learned value a proposal needs before the ``follow`` policy takes it."""
+    notebook_batch: int = Field(default=4, ge=0)
+    """Failures per mistake-notebook update; each update re-plays the batch twice to
+    decide whether to keep it (0: no mistake notes)."""
+    distill_every: int = Field(default=5, ge=0)
+    """Episodes between experience distillations (0: none)."""
 
     @field_validator("namespace")
     @classmethod
@@ -114,6 +127,11 @@ class AgentSettings(BaseModel):
     """Tokens for a mid-episode reflection (0: only the detected loop is noted)."""
     history_steps: int = Field(default=12, ge=1)
     """Most recent steps shown to the executor."""
+    learn: bool = True
+    """Write memories, update values and mine tools after episodes (False: evaluate frozen)."""
+    state_window: int = Field(default=2, ge=0)
+    """Previous (action, observation) pairs that, with the current observation, make the
+    state that step-level memory is keyed by."""
 
 
 class Settings(BaseSettings):
@@ -141,6 +159,10 @@ class Settings(BaseSettings):
     @property
     def checkpoint_path(self) -> Path:
         return self.checkpoint_db or self.home / "checkpoints.sqlite"
+
+    @property
+    def memory_path(self) -> Path:
+        return self.memory.path or self.home / "memory"
 
     @property
     def games_path(self) -> Path:

@@ -70,6 +70,7 @@ def executor_prompt(
     first_observation: str,
     history: Sequence[tuple[str, str]],
     options: Sequence[str],
+    hints: str = "",
 ) -> str:
     """Header (task, memory, plan, reflections), transcript, then the options and ``> ``."""
     parts = [f"Task: {task.strip()}"]
@@ -84,7 +85,24 @@ def executor_prompt(
         parts.append(f"> {action}\n{clip(obs)}")
     if options:
         parts.append("Valid actions: " + ", ".join(options))
+    if hints:
+        parts.append(hints)
     return "\n".join(parts) + "\n> "
+
+
+def state_key(task: str, recent_actions: Sequence[str], observation: str) -> str:
+    """What step-level memory matches on: the task, the last actions, the observation now."""
+    parts = [f"Task: {clip(task, 200)}"]
+    if recent_actions:
+        parts.append("Recent: " + " > ".join(recent_actions))
+    parts.append(f"Now: {clip(observation, 400)}")
+    return "\n".join(parts)
+
+
+def render_proposals(proposals: Sequence[tuple[str, float, int]]) -> str:
+    """Step-memory proposals as one prompt line: action (value, times seen)."""
+    items = [f"{a} (value {v:+.2f}, seen {n}x)" for a, v, n in proposals]
+    return "Memory suggests: " + "; ".join(items) if items else ""
 
 
 def clip(text: str, limit: int = MAX_OBS_CHARS) -> str:

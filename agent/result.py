@@ -19,6 +19,8 @@ class StepView(BaseModel):
     score: float
     tool: str | None = None
     error: str | None = None
+    source: str = "llm"
+    memory_ids: list[str] = Field(default_factory=list)
     llm_s: float = 0.0
     env_s: float = 0.0
     tokens: int = 0

@@ -32,6 +32,10 @@ class StepRecord(TypedDict):
     tool: str | None
     """Name of the tool whose expansion this action belongs to."""
     error: str | None
+    source: str
+    """Who chose the action: ``llm``, ``memory`` (the follow policy) or ``tool``."""
+    memory_ids: list[str]
+    """Step-memory records whose proposals the prompt for this step contained."""
     llm_s: float
     env_s: float
     tokens: int

@@ -6,10 +6,16 @@ bonus for a win or a penalty for a loss. Records with the same action and a near
 state are one record, updated with Q <- Q + alpha*(G - Q). At a new state, the values of
 similar past states' actions are averaged (weighted by similarity) into ranked proposals
 restricted to what is admissible now.
+
+The estimate for an action is a kernel regression over the past states that took it,
+shrunk toward 0 by a prior pseudo-count: Q(s, a) = sum(w_i Q_i) / (w0 + sum(w_i)) with
+w_i = exp(-(1 - sim_i) / width). An exact match dominates; a merely similar state's value
+counts for less, so a near state's big value cannot outrank the exact state's own action.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Sequence
@@ -38,12 +44,16 @@ class ActionParams(BaseModel):
     """Past states less similar than this are ignored."""
     merge_threshold: float = Field(default=0.97, ge=0, le=1)
     """A state this similar, with the same action, updates the existing record."""
+    kernel_width: float = Field(default=0.05, gt=0)
+    """How fast a past state's weight falls with dissimilarity (exp(-(1-sim)/width))."""
+    prior_weight: float = Field(default=0.5, ge=0)
+    """Pseudo-count of a value-0 prior: evidence from few or distant states is shrunk."""
 
 
 class ActionProposal(BaseModel):
     action: str
     value: float
-    """Similarity-weighted mean of the learned values."""
+    """Kernel-weighted mean of the learned values, shrunk toward 0 by the prior."""
     support: int
     """How many similar past states took this action."""
     similarity: float
@@ -142,8 +152,10 @@ class ActionMemory:
                 by_action.setdefault(action, []).append((rec, sim))
         proposals = []
         for action, hits in by_action.items():
-            weight = sum(max(s, 1e-6) for _, s in hits)
-            value = sum(r.q * max(s, 1e-6) for r, s in hits) / weight
+            weights = [math.exp(-(1.0 - s) / p.kernel_width) for _, s in hits]
+            value = sum(w * r.q for w, (r, _) in zip(weights, hits, strict=True)) / (
+                p.prior_weight + sum(weights)
+            )
             proposals.append(
                 ActionProposal(
                     action=action,

@@ -39,10 +39,17 @@ class VectorBackend(ABC):
 
     @abstractmethod
     def scan(self, collection: str) -> Iterator[MemoryRecord]:
-        """All records of a collection, oldest first."""
+        """All records of a collection, oldest (``provenance.created_at``) first."""
 
     @abstractmethod
     def count(self, collection: str) -> int: ...
+
+    def drop(self, collection: str) -> bool:
+        """Delete a whole collection; returns whether it held anything.
+
+        Backends override this with their native drop; this fallback deletes record by record.
+        """
+        return self.delete(collection, [r.id for r in self.scan(collection)]) > 0
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release files and connections."""

@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from memory.base import VectorBackend
-from memory.embeddings import Embedder
+from memory.embeddings import Embedder, Vectors
 from memory.records import MemoryHit, MemoryRecord, Provenance, new_id
 
 
@@ -118,8 +118,11 @@ class EpisodicMemory:
 
     def recall(self, query: str) -> list[tuple[MemoryRecord, float]]:
         """Phase A: candidates with similarity >= delta, at most k1."""
-        vec = self.embedder.embed([query])[0]
-        hits = self.backend.query(self.collection, vec, self.params.k1)
+        return self.recall_vector(self.embedder.embed([query])[0])
+
+    def recall_vector(self, vector: Vectors) -> list[tuple[MemoryRecord, float]]:
+        """Phase A for an already embedded query (unit vector)."""
+        hits = self.backend.query(self.collection, vector, self.params.k1)
         return [(r, s) for r, s in hits if s >= self.params.delta]
 
     def rerank(self, candidates: list[tuple[MemoryRecord, float]], k: int) -> list[MemoryHit]:
@@ -154,6 +157,10 @@ class EpisodicMemory:
     def retrieve(self, query: str, k: int | None = None) -> list[MemoryHit]:
         """Two-phase retrieval; ``k`` overrides k2."""
         return self.rerank(self.recall(query), k if k is not None else self.params.k2)
+
+    def retrieve_vector(self, vector: Vectors, k: int | None = None) -> list[MemoryHit]:
+        """Two-phase retrieval for an already embedded query."""
+        return self.rerank(self.recall_vector(vector), k if k is not None else self.params.k2)
 
     def reinforce(self, ids: Sequence[str], reward: float) -> dict[str, float]:
         """Q <- Q + alpha*(r - Q) for each id; returns the new Q values."""

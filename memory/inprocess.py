@@ -95,7 +95,14 @@ class InProcessBackend(VectorBackend):
         with self._lock:
             col = self._col(collection)
             items = [col.records[i].model_copy(deep=True) for i in col.ids]
+        # Stable: records created in the same instant keep their insertion order.
+        items.sort(key=lambda r: r.provenance.created_at)
         yield from items
+
+    def drop(self, collection: str) -> bool:
+        with self._lock:
+            col = self._cols.pop(collection, None)
+            return bool(col and col.ids)
 
     def count(self, collection: str) -> int:
         with self._lock:

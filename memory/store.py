@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
+from memory.actions import ActionMemory
 from memory.base import VectorBackend
 from memory.collection import TextCollection
 from memory.embeddings import Embedder, default_embedder
@@ -12,7 +14,7 @@ from memory.episodic import EpisodicMemory, EpisodicParams
 from memory.inprocess import InProcessBackend
 from memory.records import MemoryKind, MemoryRecord
 
-KINDS: tuple[MemoryKind, ...] = ("episode", "note", "experience")
+KINDS: tuple[MemoryKind, ...] = ("episode", "note", "experience", "action")
 
 
 class MemoryStore:
@@ -31,6 +33,7 @@ class MemoryStore:
         self.episodes = EpisodicMemory(backend, embedder, self._col("episode"), episodic)
         self.notes = TextCollection(backend, embedder, self._col("note"), "note")
         self.experiences = TextCollection(backend, embedder, self._col("experience"), "experience")
+        self.actions = ActionMemory(backend, embedder, self._col("action"))
 
     def _col(self, kind: MemoryKind) -> str:
         return f"{self.namespace}__{kind}"
@@ -45,6 +48,35 @@ class MemoryStore:
         """A store that lives in this process only (tests, throwaway runs)."""
         emb = embedder or default_embedder()
         return cls(InProcessBackend(emb.dim), emb, namespace, episodic)
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path | None = None,
+        url: str | None = None,
+        namespace: str = "default",
+        embedder: Embedder | None = None,
+        episodic: EpisodicParams | None = None,
+        read_only: bool = False,
+    ) -> MemoryStore:
+        """A persistent store: embedded Chroma in directory ``path`` (one writing process),
+        or the Chroma server at ``url`` (``http://127.0.0.1:8000``, shared by many processes).
+
+        Raises ``MemoryLocked`` when another process has ``path`` open for writing;
+        ``read_only`` opens it anyway, for looking, and refuses writes.
+        """
+        if (path is None) == (url is None):
+            raise ValueError("MemoryStore.open needs exactly one of path= or url=")
+        # Imported here: chromadb takes ~0.6 s to import, in-memory stores never need it.
+        from memory.chroma import ChromaBackend
+
+        emb = embedder or default_embedder()
+        if path is not None:
+            backend = ChromaBackend.embedded(path, read_only=read_only, embedder=emb.name)
+        else:
+            assert url is not None
+            backend = ChromaBackend.server(url, read_only=read_only, embedder=emb.name)
+        return cls(backend, emb, namespace, episodic)
 
     def get(self, memory_id: str) -> MemoryRecord | None:
         for kind in KINDS:
@@ -61,6 +93,36 @@ class MemoryStore:
         for kind in KINDS:
             for rec in self.backend.scan(self._col(kind)):
                 yield rec.model_dump(mode="json")
+
+    def import_records(self, rows: Iterable[dict[str, Any]], batch: int = 256) -> int:
+        """Store exported rows as they are (same ids, Q, counts, provenance; no merging).
+
+        Keys are embedded again with this store's embedder. Returns how many were stored.
+        """
+        by_kind: dict[MemoryKind, list[MemoryRecord]] = {kind: [] for kind in KINDS}
+        n = 0
+
+        def flush(kind: MemoryKind) -> None:
+            recs = by_kind[kind]
+            if recs:
+                vecs = self.embedder.embed([r.key for r in recs])
+                self.backend.upsert(self._col(kind), recs, vecs)
+                by_kind[kind] = []
+
+        for row in rows:
+            rec = MemoryRecord.model_validate(row)
+            by_kind[rec.kind].append(rec)
+            n += 1
+            if len(by_kind[rec.kind]) >= batch:
+                flush(rec.kind)
+        for kind in KINDS:
+            flush(kind)
+        return n
+
+    def reset(self) -> None:
+        """Delete every memory of this namespace (other namespaces are untouched)."""
+        for kind in KINDS:
+            self.backend.drop(self._col(kind))
 
     def stats(self) -> dict[str, int]:
         return {kind: self.backend.count(self._col(kind)) for kind in KINDS}

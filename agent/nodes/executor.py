@@ -11,10 +11,12 @@ import time
 from typing import Any
 
 from agent.errors import InvalidLLMOutput, StepLimitReached, StopCondition, TokenBudgetExhausted
-from agent.prompts import executor_prompt
+from agent.prompts import executor_prompt, render_proposals
 from agent.stall import detect_stall
 from agent.state import AgentState, EpisodeContext, StepRecord
+from agent.stepmemory import current_state
 from benchmarks.envs.base import StepResult
+from memory.actions import ActionProposal
 from toolsmith.models import Tool, ToolUse
 
 TOOL_PREFIX = "use tool "
@@ -35,6 +37,17 @@ def _history(state: AgentState, keep: int) -> list[tuple[str, str]]:
     return rows[-keep:]
 
 
+def _proposals(
+    state: AgentState, ctx: EpisodeContext, admissible: list[str]
+) -> list[ActionProposal]:
+    k = ctx.settings.memory.action_hints
+    actions = ctx.memory.actions
+    if k <= 0 or not admissible or actions.count() == 0:
+        return []  # an empty memory costs no embedding
+    key = current_state(state, ctx.settings.agent.state_window)
+    return actions.propose(key, admissible, k=k)
+
+
 def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
     try:
         check_limits(state)
@@ -45,6 +58,15 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
     tools: list[Tool] = ctx.toolsmith.offer(state["task"], admissible) if admissible else []
     tool_options = {f"{TOOL_PREFIX}{t.name}": t for t in tools}
     options = admissible + list(tool_options)
+    proposals = _proposals(state, ctx, admissible)
+    memory_ids = [i for p in proposals for i in p.ids]
+    follow = (
+        proposals[0].action
+        if proposals
+        and ctx.settings.memory.action_policy == "follow"
+        and proposals[0].value >= ctx.settings.memory.follow_min_value
+        else None
+    )
     prompt = executor_prompt(
         task=state["task"],
         plan=state.get("plan", ""),
@@ -53,11 +75,14 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
         first_observation=state.get("first_observation", ""),
         history=_history(state, ctx.settings.agent.history_steps),
         options=options,
+        hints=render_proposals([(p.action, p.value, p.support) for p in proposals]),
     )
     index = state.get("step_count", 0)
     llm_before = ctx.llm.meter.snapshot()
     try:
-        if options:
+        if follow is not None:
+            action = follow  # the memory's proposal is trusted: no LLM call for this step
+        elif options:
             action = ctx.llm.choose(prompt, options).text
         else:
             answer = ctx.llm.complete(prompt, max_tokens=FREE_TEXT_MAX_TOKENS, stop=["\n"])
@@ -69,6 +94,7 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
         failed: StepRecord = _record(index, None, "(no valid action)", None, used.seconds, 0.0)
         failed["error"] = str(e)
         failed["score"] = state.get("score", 0.0)
+        failed["memory_ids"] = memory_ids
         failed["tokens"] = used.total_tokens
         return {"steps": [failed], "step_count": index + 1, **_limit_update(state, index + 1)}
     llm_s = (ctx.llm.meter.snapshot() - llm_before).seconds
@@ -95,6 +121,8 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
         rec["score"] = last.info.score
         rec["done"] = last.done
         rec["tokens"] = tokens if i == 0 else 0
+        rec["source"] = "tool" if tool else ("memory" if follow is not None else "llm")
+        rec["memory_ids"] = memory_ids if i == 0 else []
         records.append(rec)
         allowed = set(last.admissible)
         if last.done:
@@ -159,6 +187,8 @@ def _record(
         done=False,
         tool=tool,
         error=None,
+        source="llm",
+        memory_ids=[],
         llm_s=llm_s,
         env_s=env_s,
         tokens=0,

@@ -2,8 +2,9 @@
 
 After the episode: the Q-value of every episodic memory that a prompt contained is updated
 with the episode's reward (+1 success, -1 failure), notes and insights that were used get a
-vote, the episode is written as an episodic memory, and a failure with reflections becomes a
-mistake note.
+vote, the episode is written as an episodic memory, and every step's action value is learned
+from the rewards. Mistake notes and distilled experiences are written between episodes by the
+agent (they need several episodes), not here. With ``agent.learn`` off nothing is written.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from agent.errors import InvalidLLMOutput
 from agent.prompts import episode_summary
 from agent.stall import describe_loop
 from agent.state import AgentState, EpisodeContext
+from agent.stepmemory import samples
 from memory.records import Provenance
 
 
@@ -52,6 +54,8 @@ def success_of(state: AgentState) -> bool:
 
 def _reflect_final(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
     success = success_of(state)
+    if not ctx.settings.agent.learn:
+        return {"finished": True, "memories_written": []}
     reward = 1.0 if success else -1.0
     used = state.get("memories_used", [])
     mem = ctx.memory
@@ -82,13 +86,7 @@ def _reflect_final(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
             provenance=prov,
         )
     ]
-    reflections = state.get("reflections", [])
-    if not success and reflections:
-        written.append(
-            mem.notes.add(
-                key=state["task"],
-                text=f"{outcome}. " + " ".join(reflections),
-                provenance=prov.model_copy(),
-            )
-        )
-    return {"finished": True, "memories_written": written}
+    written += mem.actions.learn(
+        samples(state, ctx.settings.agent.state_window), success, prov.model_copy()
+    )
+    return {"finished": True, "memories_written": list(dict.fromkeys(written))}

@@ -9,6 +9,8 @@ from agent.state import AgentState, EpisodeContext
 
 
 def tool_synthesizer(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
+    if not ctx.settings.agent.learn:
+        return {"tools_written": []}
     actions = [s["action"] for s in state.get("steps", []) if s["action"] and not s["tool"]]
     new = ctx.toolsmith.observe(
         state["thread_id"], state.get("env_id", ""), actions, success_of(state)

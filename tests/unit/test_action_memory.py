@@ -23,8 +23,10 @@ def test_winning_actions_rank_first_and_only_admissible(mem: ActionMemory) -> No
     mem.learn([StepSample(state=state, action="open fridge", reward=0.0)], success=False)
     props = mem.propose(state, ["open fridge", "take knife", "look"])
     assert [p.action for p in props] == ["take knife", "open fridge"]
-    assert props[0].value == pytest.approx(2.0)  # reward 1 + win bonus 1
-    assert props[1].value == pytest.approx(-1.0)
+    assert props[0].value == pytest.approx(
+        2.0 / 1.5, rel=1e-5
+    )  # (reward 1 + win bonus 1), prior 0.5
+    assert props[1].value == pytest.approx(-1.0 / 1.5, rel=1e-5)
     assert mem.propose(state, ["look"]) == []
 
 
@@ -34,7 +36,7 @@ def test_same_state_action_is_updated_not_duplicated(mem: ActionMemory) -> None:
     (again,) = mem.learn([StepSample(state=s, action="open chest", reward=0.0)], success=False)
     assert first == again and mem.count() == 1
     (p,) = mem.propose(s, ["open chest"])
-    assert p.value == pytest.approx(1.0 + 0.3 * (-1.0 - 1.0))
+    assert p.value == pytest.approx((1.0 + 0.3 * (-1.0 - 1.0)) / 1.5, rel=1e-5)
 
 
 def test_unrelated_states_propose_nothing(mem: ActionMemory) -> None:

@@ -43,7 +43,8 @@ def settings(home: Path, **kw: object) -> Settings:
 
 
 def make_agent(home: Path, llm: ScriptedLLM, memory: MemoryStore | None = None) -> Agent:
-    return Agent(settings(home), llm=llm, embedder=HashingEmbedder(), memory=memory)
+    store = memory or MemoryStore.in_memory(HashingEmbedder())
+    return Agent(settings(home), llm=llm, embedder=store.embedder, memory=store)
 
 
 def test_walkthrough_wins_and_writes_memory(evolvent_home: Path) -> None:
@@ -67,13 +68,16 @@ def test_step_limit_and_mid_episode_reflection(evolvent_home: Path) -> None:
     llm = ScriptedLLM(responder=lambda k, p, o: "look" if k == "choose" else "ok")
     with make_agent(evolvent_home, llm) as agent:
         r = agent.run(ToyEnv(seed=1), max_steps=8)
+        # The failure waits in the mistake notebook's batch (notes are gated, not written).
+        assert len(agent.notebook.pending) == 1
+        assert agent.notebook.pending[0].reflections == r.reflections
     assert r.stop_reason == "step_limit" and not r.success
     assert r.steps == 8 and r.actions == 8
     assert r.reflections and "'look' x" in r.reflections[0]
     # The reflection reaches the executor's prompts after it was made.
     assert any("Reflection:" in p for p in llm.prompts[-3:])
-    # A failure with reflections becomes a mistake note.
-    assert any(m.startswith("note-") for m in r.memories_written)
+    # Every step's action value was learned (one record: the same state and action).
+    assert any(m.startswith("act-") for m in r.memories_written)
 
 
 def test_token_budget_is_a_stop_condition(evolvent_home: Path) -> None:
@@ -148,3 +152,28 @@ def test_free_text_task(evolvent_home: Path) -> None:
     assert r.env == "text" and r.steps == 1
     assert r.trajectory[0].action == "4"
     assert not r.success  # nothing verified it
+
+
+def test_step_memory_proposes_and_follow_policy_acts(evolvent_home: Path) -> None:
+    store = MemoryStore.in_memory(HashingEmbedder())
+    env = ToyEnv(seed=6)
+    s = settings(evolvent_home, **{"memory.action_policy": "follow"})
+    with Agent(s, llm=follow_walkthrough(env), memory=store, embedder=store.embedder) as agent:
+        assert agent.run(ToyEnv(seed=6)).success
+    assert store.actions.count() == len(env.walkthrough)
+
+    # A useless LLM: on its own it only ever looks around.
+    lost = ScriptedLLM(responder=lambda k, p, o: "look" if k == "choose" else "ok")
+    with Agent(s, llm=lost, memory=store, embedder=store.embedder) as agent:
+        r = agent.run(ToyEnv(seed=6))
+    assert r.success, [st.action for st in r.trajectory]
+    assert {st.source for st in r.trajectory} == {"memory"}
+    assert all(st.memory_ids for st in r.trajectory)
+    assert not [c for c in lost.calls if c.kind == "choose"]
+
+    # Policy "llm": the proposals are shown to the LLM, which still decides.
+    shown = ScriptedLLM(responder=lambda k, p, o: "look" if k == "choose" else "ok")
+    with Agent(settings(evolvent_home), llm=shown, memory=store, embedder=store.embedder) as a:
+        r = a.run(ToyEnv(seed=6), max_steps=2)
+    assert "Memory suggests: " + env.walkthrough[0] in shown.prompts[1]
+    assert r.trajectory[0].source == "llm" and r.trajectory[0].action == "look"

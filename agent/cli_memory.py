@@ -1,0 +1,259 @@
+"""``evolvent memory ...``: list, inspect, search, export, import and delete learned memory.
+
+Read-only commands open the store without the writer lock, so they work while an agent is
+running on the same embedded store.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from agent.errors import EvolventError
+
+if TYPE_CHECKING:
+    from memory.records import MemoryRecord
+    from memory.store import MemoryStore
+
+err = Console(stderr=True)
+out = Console(width=None if sys.stdout.isatty() else 160)
+
+app = typer.Typer(help="Inspect and manage learned memory.", no_args_is_help=True)
+
+KIND_CHOICES = ("episode", "note", "experience", "action")
+NamespaceOpt = Annotated[
+    str | None, typer.Option("--namespace", help="Memory namespace (default from settings).")
+]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML or YAML settings file.")]
+KindOpt = Annotated[str | None, typer.Option("--kind", help="episode | note | experience | action")]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def _store(namespace: str | None, config: Path | None, read_only: bool) -> Iterator[MemoryStore]:
+    from agent.config import load_settings
+    from memory.store import MemoryStore
+
+    try:
+        s = load_settings(config, **{"memory.namespace": namespace})
+        store = MemoryStore.open(
+            path=None if s.memory.url else s.memory_path,
+            url=s.memory.url,
+            namespace=s.memory.namespace,
+            read_only=read_only,
+        )
+    except EvolventError as e:
+        raise _fail(str(e)) from None
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _check_kind(kind: str | None) -> None:
+    if kind is not None and kind not in KIND_CHOICES:
+        raise _fail(f"unknown kind {kind!r}; valid: {', '.join(KIND_CHOICES)}")
+
+
+def _records(store: MemoryStore, kind: str | None) -> Iterator[MemoryRecord]:
+    from memory.records import MemoryRecord
+
+    for row in store.export():
+        if kind is None or row["kind"] == kind:
+            yield MemoryRecord.model_validate(row)
+
+
+def _clip(text: str, n: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+@app.command("list")
+def list_(
+    kind: KindOpt = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Rows to show.")] = 50,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    namespace: NamespaceOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """List memories, oldest first, with their value and where they came from."""
+    _check_kind(kind)
+    with _store(namespace, config, read_only=True) as store:
+        rows = []
+        for i, rec in enumerate(_records(store, kind)):
+            if i >= limit:
+                break
+            rows.append(rec)
+    if json_out:
+        for rec in rows:
+            print(rec.model_dump_json())
+        return
+    t = Table(title=f"memories ({len(rows)} shown)")
+    for col in ("id", "kind", "key", "text", "Q", "uses", "outcome", "episode"):
+        t.add_column(col)
+    for rec in rows:
+        t.add_row(
+            rec.id,
+            rec.kind,
+            _clip(rec.key, 40),
+            _clip(rec.text, 50),
+            f"{rec.q:+.2f}",
+            str(rec.uses),
+            rec.provenance.outcome,
+            rec.provenance.episode_id or "",
+        )
+    out.print(t)
+
+
+@app.command()
+def show(
+    memory_id: Annotated[str, typer.Argument(help="Memory id, e.g. ep-1a2b3c4d5e6f.")],
+    namespace: NamespaceOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Print one memory with all its fields and provenance (JSON)."""
+    with _store(namespace, config, read_only=True) as store:
+        rec = store.get(memory_id)
+    if rec is None:
+        raise _fail(f"no memory with id {memory_id!r} in this namespace", code=1)
+    print(rec.model_dump_json(indent=2))
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="Task or situation text.")],
+    kind: KindOpt = "episode",
+    k: Annotated[int, typer.Option("-k", min=1, help="Results.")] = 5,
+    namespace: NamespaceOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Retrieve memories as the agent would (episodes: two-phase similarity + Q ranking)."""
+    _check_kind(kind)
+    with _store(namespace, config, read_only=True) as store:
+        if kind == "note":
+            hits = store.notes.retrieve(query, k=k)
+        elif kind == "experience":
+            hits = store.experiences.retrieve(query, k=k)
+        else:
+            hits = store.episodes.retrieve(query, k=k)
+    t = Table(title=f"{kind} memories for: {_clip(query, 60)}")
+    for col in ("id", "similarity", "Q", "score", "text"):
+        t.add_column(col)
+    for h in hits:
+        t.add_row(h.id, f"{h.similarity:.3f}", f"{h.q:+.2f}", f"{h.score:+.2f}", _clip(h.text, 70))
+    out.print(t)
+
+
+@app.command()
+def stats(namespace: NamespaceOpt = None, config: ConfigOpt = None) -> None:
+    """Counts per memory kind, with mean Q and uses."""
+    with _store(namespace, config, read_only=True) as store:
+        agg: dict[str, list[float]] = {k: [] for k in KIND_CHOICES}
+        uses: dict[str, int] = dict.fromkeys(KIND_CHOICES, 0)
+        for rec in _records(store, None):
+            agg.setdefault(rec.kind, []).append(rec.q)
+            uses[rec.kind] = uses.get(rec.kind, 0) + rec.uses
+        ns = store.namespace
+    t = Table(title=f"namespace {ns}")
+    for col in ("kind", "count", "mean Q", "uses"):
+        t.add_column(col)
+    for kind, qs in agg.items():
+        mean = f"{sum(qs) / len(qs):+.2f}" if qs else "-"
+        t.add_row(kind, str(len(qs)), mean, str(uses.get(kind, 0)))
+    out.print(t)
+
+
+@app.command("export")
+def export_(
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="JSONL file (default: standard output).")
+    ] = None,
+    namespace: NamespaceOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Write every memory of the namespace as JSON lines (import reads them back exactly)."""
+    with _store(namespace, config, read_only=True) as store:
+        if out_file is None:
+            for row in store.export():
+                print(json.dumps(row, sort_keys=True))
+            return
+        tmp = out_file.with_name(out_file.name + ".part")
+        n = 0
+        with tmp.open("w") as fh:
+            for row in store.export():
+                fh.write(json.dumps(row, sort_keys=True) + "\n")
+                n += 1
+        tmp.replace(out_file)  # never a half-written export under the real name
+    err.print(f"exported {n} memories to {out_file}")
+
+
+@app.command("import")
+def import_(
+    in_file: Annotated[Path, typer.Argument(help="JSONL file written by `memory export`.")],
+    namespace: NamespaceOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Read memories from JSON lines; ids, values and provenance are kept as they were."""
+    if not in_file.is_file():
+        raise _fail(f"no such file: {in_file}")
+    rows: list[dict[str, Any]] = []
+    with in_file.open() as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise _fail(f"{in_file}:{lineno}: not JSON ({e.msg}); nothing imported") from None
+    from pydantic import ValidationError
+
+    with _store(namespace, config, read_only=False) as store:
+        try:
+            n = store.import_records(rows)
+        except ValidationError as e:
+            raise _fail(f"{in_file}: not a memory export ({e.error_count()} errors)") from None
+    err.print(f"imported {n} memories into namespace {store.namespace}")
+
+
+@app.command()
+def delete(
+    memory_ids: Annotated[list[str], typer.Argument(help="One or more memory ids.")],
+    namespace: NamespaceOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Delete memories by id."""
+    with _store(namespace, config, read_only=False) as store:
+        missing = [m for m in memory_ids if not store.delete(m)]
+    if missing:
+        raise _fail(f"not found: {', '.join(missing)}", code=1)
+    err.print(f"deleted {len(memory_ids)}")
+
+
+@app.command()
+def reset(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Don't ask.")] = False,
+    namespace: NamespaceOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Delete every memory of the namespace (asks first)."""
+    with _store(namespace, config, read_only=False) as store:
+        counts = store.stats()
+        total = sum(counts.values())
+        if not yes and not typer.confirm(
+            f"delete all {total} memories of namespace {store.namespace!r}?", default=False
+        ):
+            raise _fail("nothing deleted", code=1)
+        store.reset()
+    err.print(f"deleted {total} memories")

@@ -1,0 +1,352 @@
+"""The Chroma backend: embedded (``PersistentClient``, one writing process) or a Chroma server.
+
+Each backend collection is one Chroma collection in cosine space; we always pass our own
+embeddings (Chroma's default embedding function downloads a model). A record is stored whole,
+as JSON in one metadata string, so every field round-trips exactly; ``kind`` and
+``created_at`` sit beside it as scalars for people browsing the store with Chroma's tools.
+"""
+
+from __future__ import annotations
+
+import string
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from agent.errors import EvolventError
+from memory.base import VectorBackend
+from memory.embeddings import Vectors
+from memory.locking import acquire_write_lock, release_write_lock
+from memory.records import MemoryRecord
+
+PREFIX = "evolvent."
+_KEEP = frozenset(string.ascii_letters + string.digits + "_-")
+_HEX = frozenset("0123456789ABCDEF")
+_PAGE = 2_000
+_EMBEDDER_KEY = "evolvent:embedder"
+# ef_construction 64 instead of Chroma's 100: index building is most of the cost of an add
+# (~1,000 -> ~1,350 records/s at 100k on 2 cores) for recall@5 1.00 -> 0.99 on clustered
+# random 384-d vectors (benchmarks/memory_bench.py). Applies to collections created from now on.
+HNSW: dict[str, Any] = {"space": "cosine", "ef_construction": 64}
+T = TypeVar("T")
+
+
+def chroma_name(collection: str) -> str:
+    """Our collection name as a valid Chroma name (reversible, see ``collection_name``).
+
+    Chroma wants 3-512 chars of [a-zA-Z0-9._-] that start and end alphanumeric, without "..".
+    Other bytes, and a trailing '_' or '-', become ".HH": '.' never appears unescaped, so the
+    mapping inverts, and every '.' is followed by a hex digit, so ".." cannot occur.
+    """
+    if not collection:
+        raise ValueError("empty collection name")
+    out: list[str] = []
+    raw = collection.encode()
+    for i, b in enumerate(raw):
+        ch = chr(b)
+        last = i == len(raw) - 1
+        out.append(ch if ch in _KEEP and not (last and ch in "_-") else f".{b:02X}")
+    name = PREFIX + "".join(out)
+    if len(name) > 512:
+        raise ValueError(f"collection name too long for Chroma: {collection!r}")
+    return name
+
+
+def collection_name(chroma: str) -> str | None:
+    """The inverse of ``chroma_name``; None for collections that are not ours."""
+    if not chroma.startswith(PREFIX):
+        return None
+    body = chroma[len(PREFIX) :]
+    buf = bytearray()
+    i = 0
+    while i < len(body):
+        if body[i] == ".":
+            code = body[i + 1 : i + 3]
+            if len(code) != 2 or not set(code) <= _HEX:
+                return None
+            buf.append(int(code, 16))
+            i += 3
+        else:
+            buf.extend(body[i].encode())
+            i += 1
+    try:
+        return buf.decode()
+    except UnicodeDecodeError:
+        return None
+
+
+def _settings() -> Any:
+    from chromadb.config import Settings
+
+    return Settings(anonymized_telemetry=False)
+
+
+def _metadata(rec: MemoryRecord) -> dict[str, str | float]:
+    return {
+        "record": rec.model_dump_json(),
+        "kind": rec.kind,
+        "created_at": rec.provenance.created_at,
+    }
+
+
+def _record(meta: Any) -> MemoryRecord:
+    return MemoryRecord.model_validate_json(meta["record"])
+
+
+class ChromaBackend(VectorBackend):
+    """Collections in Chroma; build with ``embedded(path)`` or ``server(url)``."""
+
+    def __init__(
+        self,
+        client: Any,
+        location: str,
+        *,
+        read_only: bool = False,
+        embedder: str | None = None,
+        lock_key: str | None = None,
+        hnsw: dict[str, Any] | None = None,
+    ) -> None:
+        self.client = client
+        self.hnsw = {**HNSW, **(hnsw or {}), "space": "cosine"}
+        self.location = location
+        self.read_only = read_only
+        self.embedder = embedder
+        self._lock_key = lock_key
+        self._cols: dict[str, Any] = {}
+        self._guard = threading.Lock()
+        self._max_batch = int(client.get_max_batch_size())
+        self._closed = False
+
+    @classmethod
+    def embedded(
+        cls,
+        path: str | Path,
+        *,
+        read_only: bool = False,
+        embedder: str | None = None,
+        hnsw: dict[str, Any] | None = None,
+    ) -> ChromaBackend:
+        """A store in directory ``path``, written by this process only.
+
+        ``read_only`` skips the write lock (for listing while an agent runs) and refuses writes;
+        it sees what the writer had committed when each collection was first opened.
+        """
+        import chromadb
+
+        p = Path(path).expanduser()
+        if read_only and not (p / "chroma.sqlite3").exists():
+            raise EvolventError(f"no memory store at {p}")
+        p.mkdir(parents=True, exist_ok=True)
+        key = None if read_only else acquire_write_lock(p)
+        try:
+            client = chromadb.PersistentClient(path=str(p), settings=_settings())
+        except Exception:
+            if key is not None:
+                release_write_lock(key)
+            raise
+        return cls(client, str(p), read_only=read_only, embedder=embedder, lock_key=key, hnsw=hnsw)
+
+    @classmethod
+    def server(
+        cls,
+        url: str,
+        *,
+        read_only: bool = False,
+        embedder: str | None = None,
+        hnsw: dict[str, Any] | None = None,
+    ) -> ChromaBackend:
+        """A Chroma server (``chroma run --path DIR --port 8000``) shared by many processes."""
+        import chromadb
+
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise EvolventError(f"bad Chroma server URL {url!r}; expected http://HOST:PORT")
+        ssl = parts.scheme == "https"
+        port = parts.port or (443 if ssl else 8000)
+        try:
+            client = chromadb.HttpClient(
+                host=parts.hostname, port=port, ssl=ssl, settings=_settings()
+            )
+        except ValueError as e:  # chromadb's "Could not connect to a Chroma server"
+            raise EvolventError(
+                f"cannot reach the Chroma server at {url} ({e}); start it with "
+                "`chroma run --path DIR --port 8000` or fix EVOLVENT_MEMORY__URL"
+            ) from None
+        return cls(client, url, read_only=read_only, embedder=embedder, hnsw=hnsw)
+
+    # -- collections ---------------------------------------------------------------------
+
+    def _open(self, name: str, create: bool) -> Any | None:
+        """The Chroma collection behind ``name``; None when absent and ``create`` is False."""
+        from chromadb.errors import NotFoundError
+
+        if self._closed:
+            raise EvolventError(f"memory store {self.location} is closed")
+        with self._guard:
+            col = self._cols.get(name)
+        if col is not None:
+            return col
+        cname = chroma_name(name)
+        if create:
+            meta = {_EMBEDDER_KEY: self.embedder} if self.embedder else None
+            col = self.client.get_or_create_collection(
+                cname,
+                configuration={"hnsw": self.hnsw},
+                metadata=meta,
+                embedding_function=None,
+            )
+        else:
+            try:
+                col = self.client.get_collection(cname, embedding_function=None)
+            except NotFoundError:
+                return None
+        theirs = (col.metadata or {}).get(_EMBEDDER_KEY)
+        if self.embedder and theirs and theirs != self.embedder:
+            raise EvolventError(
+                f"memory {name!r} in {self.location} was embedded with {theirs}, not "
+                f"{self.embedder}; use the same embedder, another namespace or another store"
+            )
+        with self._guard:
+            self._cols[name] = col
+        return col
+
+    def _run(self, name: str, create: bool, op: Callable[[Any], T], empty: T) -> T:
+        from chromadb.errors import NotFoundError
+
+        if create and self.read_only:
+            raise EvolventError(f"memory store {self.location} is open read-only")
+        for attempt in (0, 1):
+            col = self._open(name, create)
+            if col is None:
+                return empty
+            try:
+                return op(col)
+            except NotFoundError:
+                # Another client dropped the collection under our cached handle.
+                with self._guard:
+                    self._cols.pop(name, None)
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def collections(self) -> list[str]:
+        """Names of our collections in this store."""
+        names = (collection_name(c.name) for c in self.client.list_collections())
+        return sorted(n for n in names if n is not None)
+
+    def drop(self, collection: str) -> bool:
+        from chromadb.errors import NotFoundError
+
+        if self.read_only:
+            raise EvolventError(f"memory store {self.location} is open read-only")
+        held = self.count(collection) > 0
+        with self._guard:
+            self._cols.pop(collection, None)
+        try:
+            self.client.delete_collection(chroma_name(collection))
+        except NotFoundError:
+            return False
+        return held
+
+    # -- primitives ----------------------------------------------------------------------
+
+    def upsert(self, collection: str, records: Sequence[MemoryRecord], vectors: Vectors) -> None:
+        if len(records) != len(vectors):
+            raise ValueError("records and vectors differ in length")
+
+        def op(col: Any) -> None:
+            for s in range(0, len(records), self._max_batch):
+                chunk = records[s : s + self._max_batch]
+                col.upsert(
+                    ids=[r.id for r in chunk],
+                    embeddings=vectors[s : s + self._max_batch],
+                    metadatas=[_metadata(r) for r in chunk],
+                )
+
+        if records:
+            self._run(collection, True, op, None)
+
+    def update(self, collection: str, records: Sequence[MemoryRecord]) -> None:
+        def op(col: Any) -> None:
+            # Chroma's update ignores unknown ids, as the contract asks.
+            for s in range(0, len(records), self._max_batch):
+                chunk = records[s : s + self._max_batch]
+                col.update(ids=[r.id for r in chunk], metadatas=[_metadata(r) for r in chunk])
+
+        if records:
+            self._run(collection, True, op, None)
+
+    def query(self, collection: str, vector: Vectors, k: int) -> list[tuple[MemoryRecord, float]]:
+        def op(col: Any) -> list[tuple[MemoryRecord, float]]:
+            res = col.query(
+                query_embeddings=[vector], n_results=k, include=["metadatas", "distances"]
+            )
+            return [
+                (_record(m), 1.0 - float(d))
+                for m, d in zip(res["metadatas"][0], res["distances"][0], strict=True)
+            ]
+
+        if k <= 0:
+            return []
+        return self._run(collection, False, op, [])
+
+    def get(self, collection: str, ids: Sequence[str]) -> list[MemoryRecord]:
+        def op(col: Any) -> list[MemoryRecord]:
+            res = col.get(ids=list(ids), include=["metadatas"])
+            by_id = {i: m for i, m in zip(res["ids"], res["metadatas"], strict=True)}
+            return [_record(by_id[i]) for i in dict.fromkeys(ids) if i in by_id]
+
+        if not ids:
+            return []
+        return self._run(collection, False, op, [])
+
+    def delete(self, collection: str, ids: Sequence[str]) -> int:
+        def op(col: Any) -> int:
+            # Chroma 1.5 reports every requested id as deleted, so count the ones that exist.
+            found = col.get(ids=list(dict.fromkeys(ids)), include=[])["ids"]
+            if found:
+                col.delete(ids=found)
+            return len(found)
+
+        if not ids:
+            return 0
+        if self.read_only:
+            raise EvolventError(f"memory store {self.location} is open read-only")
+        return self._run(collection, False, op, 0)
+
+    def scan(self, collection: str) -> Iterator[MemoryRecord]:
+        def op(col: Any) -> list[tuple[float, int, str]]:
+            rows: list[tuple[float, int, str]] = []
+            offset = 0
+            while True:
+                res = col.get(include=["metadatas"], limit=_PAGE, offset=offset)
+                for m in res["metadatas"]:
+                    rows.append((float(m["created_at"]), len(rows), str(m["record"])))
+                if len(res["ids"]) < _PAGE:
+                    return rows
+                offset += _PAGE
+
+        # Sorted as raw JSON strings, parsed while yielding: a full scan of a large store
+        # holds strings, not a million pydantic objects.
+        empty: list[tuple[float, int, str]] = []
+        rows = self._run(collection, False, op, empty)
+        rows.sort()
+        for _, _, raw in rows:
+            yield MemoryRecord.model_validate_json(raw)
+
+    def count(self, collection: str) -> int:
+        return self._run(collection, False, lambda col: int(col.count()), 0)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._cols.clear()
+        close = getattr(self.client, "close", None)
+        if close is not None:
+            close()
+        if self._lock_key is not None:
+            release_write_lock(self._lock_key)
+            self._lock_key = None

@@ -1,0 +1,79 @@
+"""`evolvent memory ...` against a real embedded Chroma store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agent.cli import app
+from memory import MemoryStore, default_embedder
+from memory.records import Provenance
+
+pytestmark = pytest.mark.integration
+
+runner = CliRunner()
+
+
+def _fill(home: Path) -> tuple[str, str]:
+    store = MemoryStore.open(path=home / "memory", namespace="default", embedder=default_embedder())
+    try:
+        prov = Provenance(episode_id="run-1-0", env_id="textworld:cooking", seed=3)
+        ep = store.episodes.add("cook a meal", "read the cookbook", True, 1.0, provenance=prov)
+        store.episodes.reinforce([ep], 1.0)
+        note = store.notes.add("burnt food | cook a meal", "do not cook twice")
+    finally:
+        store.close()
+    return ep, note
+
+
+def test_list_show_search_export_reset_import_delete(evolvent_home: Path, tmp_path: Path) -> None:
+    ep, note = _fill(evolvent_home)
+
+    r = runner.invoke(app, ["memory", "stats"])
+    assert r.exit_code == 0, r.output
+    assert "episode" in r.output and "note" in r.output
+
+    r = runner.invoke(app, ["memory", "list", "--json"])
+    rows = [json.loads(line) for line in r.output.splitlines() if line.startswith("{")]
+    assert {row["id"] for row in rows} == {ep, note}
+
+    r = runner.invoke(app, ["memory", "show", ep])
+    shown = json.loads(r.output)
+    assert shown["q"] == pytest.approx(0.3) and shown["provenance"]["episode_id"] == "run-1-0"
+
+    r = runner.invoke(app, ["memory", "search", "prepare a meal", "-k", "3"])
+    assert r.exit_code == 0 and ep in r.output
+
+    dump = tmp_path / "mem.jsonl"
+    assert runner.invoke(app, ["memory", "export", "--out", str(dump)]).exit_code == 0
+    before = sorted(dump.read_text().splitlines())
+    assert len(before) == 2
+
+    r = runner.invoke(app, ["memory", "reset"], input="n\n")
+    assert r.exit_code == 1 and "nothing deleted" in r.output
+    assert runner.invoke(app, ["memory", "reset", "--yes"]).exit_code == 0
+    r = runner.invoke(app, ["memory", "list", "--json"])
+    assert not [line for line in r.output.splitlines() if line.startswith("{")]
+
+    assert runner.invoke(app, ["memory", "import", str(dump)]).exit_code == 0
+    again = tmp_path / "again.jsonl"
+    assert runner.invoke(app, ["memory", "export", "--out", str(again)]).exit_code == 0
+    assert sorted(again.read_text().splitlines()) == before  # exact round trip
+
+    assert runner.invoke(app, ["memory", "delete", note]).exit_code == 0
+    r = runner.invoke(app, ["memory", "show", note])
+    assert r.exit_code == 1 and "no memory" in r.output
+
+
+def test_bad_input_is_one_clear_line(evolvent_home: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": 1}\nnot json\n')
+    r = runner.invoke(app, ["memory", "import", str(bad)])
+    assert r.exit_code == 2 and "bad.jsonl:2: not JSON" in r.output
+    r = runner.invoke(app, ["memory", "list", "--kind", "nope"])
+    assert r.exit_code == 2 and "valid: episode, note, experience, action" in r.output
+    r = runner.invoke(app, ["memory", "import", str(tmp_path / "missing.jsonl")])
+    assert r.exit_code == 2 and "no such file" in r.output
