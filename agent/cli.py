@@ -51,8 +51,10 @@ app = typer.Typer(
 
 
 from agent import cli_memory  # noqa: E402 - sub-apps are mounted after the root app exists
+from agent.server.cli import serve  # noqa: E402
 
 app.add_typer(cli_memory.app, name="memory")
+app.command("serve", cls=_Command)(serve)
 
 
 def _version(value: bool) -> None:

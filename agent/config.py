@@ -155,6 +155,12 @@ class Settings(BaseSettings):
     """SQLite checkpoint database (default: ``<home>/checkpoints.sqlite``)."""
     games_dir: Path | None = None
     """Cache of generated games (default: ``<home>/games``)."""
+    # One config file serves every command: `evolvent serve` reads these two (typed in
+    # agent/server/config.py); the other commands accept and ignore them.
+    api_keys: Any = Field(default=None, repr=False, exclude=True)
+    """API keys of ``evolvent serve`` (``EVOLVENT_API_KEYS``)."""
+    server: Any = Field(default_factory=dict)
+    """Limits of ``evolvent serve`` (``[server]`` table)."""
 
     @property
     def checkpoint_path(self) -> Path:

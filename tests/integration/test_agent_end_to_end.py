@@ -218,16 +218,50 @@ def test_ctrl_c_leaves_a_consistent_resumable_run(evolvent_home: Path, games_dir
     assert json.loads(done.stdout)["thread_id"] == "ctrl-c"
 
 
+def _serve_for_readme(home: Path) -> subprocess.Popen[str]:
+    """The server the README's client example talks to (port 8080, key k-team-a)."""
+    import urllib.request
+
+    env = {
+        **os.environ,
+        "EVOLVENT_HOME": str(home),
+        "EVOLVENT_API_KEYS": "k-team-a:team-a",
+        "EVOLVENT_TEST_LLM": "toy",  # test-only scripted backbone: the example is about HTTP
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent.server", "--port", "8080"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while True:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:8080/healthz", timeout=2):
+                return proc
+        except OSError:
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.3)
+
+
 def test_readme_python_examples_run(tmp_path: Path) -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     blocks = [b.split("```", 1)[0] for b in readme.split("```python\n")[1:]]
-    assert blocks, "the README has Python examples"
-    for code in blocks:
-        proc = subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            cwd=tmp_path,
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(blocks) >= 4, "the README has Python examples"
+    for i, code in enumerate(blocks):
+        server = _serve_for_readme(tmp_path / f"srv{i}") if "EvolventClient(" in code else None
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-c", code],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                cwd=tmp_path,
+            )
+        finally:
+            if server is not None:
+                server.send_signal(signal.SIGINT)
+                server.wait(timeout=60)
+        assert proc.returncode == 0, f"README example {i}:\n{code}\n{proc.stderr[-3000:]}"

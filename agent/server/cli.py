@@ -1,0 +1,72 @@
+"""``evolvent serve``: the REST service under uvicorn."""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def serve(
+    host: Annotated[
+        str, typer.Option("--host", help="Interface to bind (loopback unless you need more).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port.")] = 8080,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="TOML or YAML settings file (also EVOLVENT_CONFIG)."),
+    ] = None,
+    insecure_no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-auth",
+            help="Serve without API keys: every caller acts in namespace 'default'.",
+        ),
+    ] = False,
+) -> None:
+    """Serve the agent over HTTP (REST + server-sent events); API keys from
+    EVOLVENT_API_KEYS="KEY:NAMESPACE,..." or ``api_keys`` in the config file."""
+    import uvicorn
+
+    from agent.errors import EvolventError
+    from agent.server.app import create_app
+    from agent.server.config import load_serve_settings
+    from agent.server.deps import ServerDeps
+
+    try:
+        settings = load_serve_settings(config, insecure_no_auth=insecure_no_auth or None)
+        # Built before binding the port: a locked memory store or a missing key is one
+        # line on stderr, not a half-started server.
+        deps = ServerDeps.from_settings(settings)
+    except EvolventError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    if insecure_no_auth and not _is_loopback(host):
+        typer.echo(
+            f"warning: serving WITHOUT authentication on {host}: anyone who can reach it can "
+            "run the agent and read or delete its memory",
+            err=True,
+        )
+    try:
+        uvicorn.run(create_app(deps), host=host, port=port, log_level="info", access_log=False)
+    finally:
+        deps.close()
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def main() -> None:
+    """``python -m agent.server``: the same command without the ``evolvent`` CLI."""
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(serve)
+    app(sys.argv[1:], prog_name="python -m agent.server")

@@ -1,0 +1,260 @@
+"""``EvolventClient``: a typed Python client of the REST API.
+
+>>> with EvolventClient("http://127.0.0.1:8080", api_key="KEY") as api:
+...     run = api.create_run("toy:keys", seed=3, max_steps=10)
+...     for event in api.events(run.id):
+...         print(event.step or event.end)
+...     print(api.get_run(run.id).result)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Generator, Iterable, Iterator
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel
+
+from agent.result import StepView
+from agent.server.models import (
+    FINAL_STATUSES,
+    EndEvent,
+    MemoryPage,
+    Readiness,
+    RunCreated,
+    RunPage,
+    RunStatus,
+    RunView,
+)
+from memory.records import MemoryKind, MemoryRecord
+from toolsmith.models import Tool, ToolStatus
+
+
+class ApiError(Exception):
+    """A non-2xx answer: the HTTP status and the server's readable ``detail``."""
+
+    def __init__(self, status_code: int, detail: str, errors: list[Any] | None = None) -> None:
+        super().__init__(f"HTTP {status_code}: {detail}")
+        self.status_code = status_code
+        self.detail = detail
+        self.errors = errors or []
+
+
+class RunEvent(BaseModel):
+    """One server-sent event of a run: ``step`` (data: a StepView) or ``end``."""
+
+    id: int | None
+    event: str
+    data: str
+
+    @property
+    def step(self) -> StepView | None:
+        return StepView.model_validate_json(self.data) if self.event == "step" else None
+
+    @property
+    def end(self) -> EndEvent | None:
+        return EndEvent.model_validate_json(self.data) if self.event == "end" else None
+
+
+class EvolventClient:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        http: Any = None,
+    ) -> None:
+        """``http``: an existing ``httpx.Client``, or a client with its interface (FastAPI's
+        ``TestClient``), to send through; ``base_url`` is then its own."""
+        self._owns_http = http is None
+        self.http: httpx.Client = http or httpx.Client(base_url=base_url, timeout=timeout)
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def close(self) -> None:
+        if self._owns_http:
+            self.http.close()
+
+    def __enter__(self) -> EvolventClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- runs -------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        env: str | None = None,
+        *,
+        task: str | None = None,
+        seed: int = 0,
+        max_steps: int | None = None,
+        token_budget: int | None = None,
+    ) -> RunCreated:
+        body: dict[str, Any] = {"env": env, "task": task, "seed": seed}
+        body |= {"max_steps": max_steps, "token_budget": token_budget}
+        payload = {k: v for k, v in body.items() if v is not None}
+        return RunCreated.model_validate(self._json("POST", "/v1/runs", json=payload))
+
+    def get_run(self, run_id: str) -> RunView:
+        return RunView.model_validate(self._json("GET", f"/v1/runs/{_q(run_id)}"))
+
+    def list_runs(
+        self, status: RunStatus | None = None, limit: int = 50, offset: int = 0
+    ) -> RunPage:
+        params = _params(status=status, limit=limit, offset=offset)
+        return RunPage.model_validate(self._json("GET", "/v1/runs", params=params))
+
+    def wait(self, run_id: str, timeout: float = 300.0, poll_s: float = 0.1) -> RunView:
+        """Poll until the run is succeeded, failed or cancelled (TimeoutError otherwise)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.get_run(run_id)
+            if run.status in FINAL_STATUSES:
+                return run
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"run {run_id} is still {run.status} after {timeout:g} s")
+            time.sleep(poll_s)
+
+    def cancel_run(self, run_id: str) -> RunView:
+        return RunView.model_validate(self._json("POST", f"/v1/runs/{_q(run_id)}/cancel"))
+
+    def resume_run(self, run_id: str) -> RunView:
+        return RunView.model_validate(self._json("POST", f"/v1/runs/{_q(run_id)}/resume"))
+
+    def events(
+        self, run_id: str, last_event_id: int | None = None
+    ) -> Generator[RunEvent, None, None]:
+        """The run's events after ``last_event_id``, as they happen; ends after ``end``."""
+        headers = dict(self.headers)
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = str(last_event_id)
+        url = f"/v1/runs/{_q(run_id)}/events"
+        with self.http.stream("GET", url, headers=headers, timeout=None) as resp:
+            if resp.status_code == 204:
+                return
+            if resp.status_code >= 400:
+                resp.read()
+                _raise(resp)
+            fields: dict[str, str] = {}
+            data: list[str] = []
+            for line in resp.iter_lines():
+                if not line:
+                    if data:
+                        raw_id = fields.get("id")
+                        yield RunEvent(
+                            id=int(raw_id) if raw_id and raw_id.isdigit() else None,
+                            event=fields.get("event", "message"),
+                            data="\n".join(data),
+                        )
+                        if fields.get("event") == "end":
+                            return
+                    fields, data = {}, []
+                    continue
+                if line.startswith(":"):
+                    continue  # keep-alive comment
+                name, _, value = line.partition(":")
+                value = value.removeprefix(" ")
+                if name == "data":
+                    data.append(value)
+                else:
+                    fields[name] = value
+
+    def envs(self) -> list[str]:
+        return [str(e) for e in self._json("GET", "/v1/envs")]
+
+    # -- memories ---------------------------------------------------------------------
+
+    def memories(
+        self,
+        kind: MemoryKind | None = None,
+        query: str | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> MemoryPage:
+        params = _params(kind=kind, query=query, limit=limit, offset=offset)
+        return MemoryPage.model_validate(self._json("GET", "/v1/memories", params=params))
+
+    def memory(self, memory_id: str) -> MemoryRecord:
+        return MemoryRecord.model_validate(self._json("GET", f"/v1/memories/{_q(memory_id)}"))
+
+    def delete_memory(self, memory_id: str) -> None:
+        self._send("DELETE", f"/v1/memories/{_q(memory_id)}")
+
+    def export_memories(self) -> Iterator[MemoryRecord]:
+        with self.http.stream("GET", "/v1/memories/export", headers=self.headers) as resp:
+            if resp.status_code >= 400:
+                resp.read()
+                _raise(resp)
+            for line in resp.iter_lines():
+                if line.strip():
+                    yield MemoryRecord.model_validate_json(line)
+
+    def import_memories(self, records: Iterable[MemoryRecord | dict[str, Any]]) -> int:
+        lines = [
+            r.model_dump_json() if isinstance(r, MemoryRecord) else json.dumps(r) for r in records
+        ]
+        body = ("\n".join(lines) + "\n").encode()
+        headers = {**self.headers, "Content-Type": "application/x-ndjson"}
+        out = self._json("POST", "/v1/memories/import", content=body, headers=headers)
+        return int(out["imported"])
+
+    # -- tools ------------------------------------------------------------------------
+
+    def tools(self, status: ToolStatus | None = None) -> list[Tool]:
+        rows = self._json("GET", "/v1/tools", params=_params(status=status))
+        return [Tool.model_validate(t) for t in rows]
+
+    def tool(self, name: str) -> Tool:
+        return Tool.model_validate(self._json("GET", f"/v1/tools/{_q(name)}"))
+
+    def disable_tool(self, name: str) -> Tool:
+        return Tool.model_validate(self._json("POST", f"/v1/tools/{_q(name)}/disable"))
+
+    def enable_tool(self, name: str) -> Tool:
+        return Tool.model_validate(self._json("POST", f"/v1/tools/{_q(name)}/enable"))
+
+    # -- operations -------------------------------------------------------------------
+
+    def healthy(self) -> bool:
+        return self.http.get("/healthz").status_code == 200
+
+    def readiness(self) -> Readiness:
+        return Readiness.model_validate(self.http.get("/readyz").json())
+
+    def metrics(self) -> str:
+        return self.http.get("/metrics").text
+
+    # -- internals --------------------------------------------------------------------
+
+    def _send(self, method: str, url: str, **kw: Any) -> httpx.Response:
+        kw["headers"] = kw.get("headers") or self.headers
+        resp = self.http.request(method, url, **kw)
+        if resp.status_code >= 400:
+            _raise(resp)
+        return resp
+
+    def _json(self, method: str, url: str, **kw: Any) -> Any:
+        return self._send(method, url, **kw).json()
+
+
+def _q(segment: str) -> str:
+    return quote(segment, safe="")
+
+
+def _params(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _raise(resp: httpx.Response) -> None:
+    try:
+        body = resp.json()
+        detail = str(body.get("detail", resp.text))
+        errors = body.get("errors", [])
+    except (json.JSONDecodeError, AttributeError):
+        detail, errors = resp.text or resp.reason_phrase, []
+    raise ApiError(resp.status_code, detail, errors)

@@ -1,0 +1,186 @@
+"""``/v1/memories``: list, search, inspect, delete, export and import learned memory."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from agent.server.auth import CurrentPrincipal, get_deps
+from agent.server.deps import ServerDeps
+from agent.server.models import (
+    ImportResult,
+    MemoryItem,
+    MemoryPage,
+    error_responses,
+    optional_schema,
+)
+from memory.records import MemoryKind, MemoryRecord
+from memory.store import KINDS, MemoryStore
+
+router = APIRouter(prefix="/v1/memories", tags=["memories"], responses=error_responses(401, 422))
+
+NDJSON = "application/x-ndjson"
+
+
+def get_memory(
+    who: CurrentPrincipal, deps: Annotated[ServerDeps, Depends(get_deps)]
+) -> MemoryStore:
+    """The caller's namespace's memory store."""
+    return deps.memory(who.namespace)
+
+
+Memory = Annotated[MemoryStore, Depends(get_memory)]
+MemoryId = Annotated[str, Path(min_length=1, max_length=200)]
+
+
+@router.get("", response_model=MemoryPage, summary="List or search memories")
+def list_memories(
+    store: Memory,
+    kind: Annotated[MemoryKind | None, optional_schema(MemoryKind)] = None,
+    query: Annotated[
+        str | None,
+        Query(min_length=1, max_length=2000, description="Nearest memories to this text"),
+        optional_schema(str, minLength=1, maxLength=2000),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+) -> MemoryPage:
+    """Without ``query``: oldest first. With ``query``: by cosine similarity of the
+    memory's key to the query (plain similarity: no Q re-ranking, no exploration)."""
+    kinds = [k for k in KINDS if kind is None or k == kind]
+    if query is None:
+        return _page(store, kinds, limit, offset)
+    vector = store.embedder.embed([query])[0]
+    hits: list[tuple[MemoryRecord, float]] = []
+    for k in kinds:
+        hits += store.backend.query(store._col(k), vector, offset + limit + 1)
+    hits.sort(key=lambda h: -h[1])
+    window = hits[offset : offset + limit + 1]
+    items = [MemoryItem(**r.model_dump(), similarity=s) for r, s in window[:limit]]
+    more = len(window) > limit
+    return MemoryPage(
+        items=items,
+        limit=limit,
+        offset=offset,
+        next_offset=offset + limit if more else None,
+        total=None,
+    )
+
+
+def _page(store: MemoryStore, kinds: list[MemoryKind], limit: int, offset: int) -> MemoryPage:
+    counts = store.stats()
+    total = sum(counts.get(k, 0) for k in kinds)
+    items: list[MemoryItem] = []
+    seen = 0
+    for k in kinds:
+        if seen + counts.get(k, 0) <= offset:
+            seen += counts.get(k, 0)  # skip a whole kind without reading it
+            continue
+        for rec in store.backend.scan(store._col(k)):
+            if seen >= offset:
+                items.append(MemoryItem(**rec.model_dump()))
+                if len(items) >= limit:
+                    break
+            seen += 1
+        if len(items) >= limit:
+            break
+    end = offset + len(items)
+    return MemoryPage(
+        items=items,
+        limit=limit,
+        offset=offset,
+        next_offset=end if end < total else None,
+        total=total,
+    )
+
+
+@router.get(
+    "/export",
+    summary="Every memory of the namespace as JSON lines",
+    response_class=StreamingResponse,
+    responses={200: {"content": {NDJSON: {"schema": {"type": "string"}}}}},
+)
+def export_memories(store: Memory) -> StreamingResponse:
+    def lines() -> Iterator[bytes]:
+        for row in store.export():
+            yield (json.dumps(row, sort_keys=True) + "\n").encode()
+
+    return StreamingResponse(lines(), media_type=NDJSON)
+
+
+@router.post(
+    "/import",
+    response_model=ImportResult,
+    summary="Import memories from JSON lines (as written by export)",
+    responses=error_responses(413),
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {NDJSON: {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def import_memories(request: Request, store: Memory) -> ImportResult:
+    """Ids, values and provenance are kept; a record with an existing id replaces it.
+    Nothing is imported when any line is invalid (422 names the line)."""
+    body = bytearray()
+    async for chunk in request.stream():  # the body limit middleware caps this
+        body += chunk
+    records = await run_in_threadpool(_parse_jsonl, bytes(body))
+    n = await run_in_threadpool(store.import_records, records)
+    return ImportResult(imported=n)
+
+
+def _parse_jsonl(body: bytes) -> list[dict[str, Any]]:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HTTPException(422, "the body is not UTF-8 text") from None
+    rows: list[dict[str, Any]] = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = MemoryRecord.model_validate_json(line)
+        except ValidationError as e:
+            err = e.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "line"
+            raise HTTPException(
+                422, f"line {lineno}: {where}: {err['msg']} (nothing was imported)"
+            ) from None
+        if rec.kind not in KINDS:
+            raise HTTPException(422, f"line {lineno}: kind {rec.kind!r} cannot be stored here")
+        rows.append(rec.model_dump(mode="json"))
+    return rows
+
+
+@router.get(
+    "/{memory_id}",
+    response_model=MemoryRecord,
+    summary="One memory with its provenance",
+    responses=error_responses(404),
+)
+def get_memory_record(memory_id: MemoryId, store: Memory) -> MemoryRecord:
+    rec = store.get(memory_id)
+    if rec is None:
+        raise HTTPException(404, f"no memory {memory_id!r}")
+    return rec
+
+
+@router.delete(
+    "/{memory_id}",
+    status_code=204,
+    response_class=Response,
+    summary="Delete a memory",
+    responses=error_responses(404),
+)
+def delete_memory(memory_id: MemoryId, store: Memory) -> Response:
+    if not store.delete(memory_id):
+        raise HTTPException(404, f"no memory {memory_id!r}")
+    return Response(status_code=204)
