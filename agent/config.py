@@ -129,6 +129,8 @@ class AgentSettings(BaseModel):
     """Most recent steps shown to the executor."""
     learn: bool = True
     """Write memories, update values and mine tools after episodes (False: evaluate frozen)."""
+    use_tools: bool = True
+    """Offer learned tools to the executor and mine new ones (False: actions only)."""
     state_window: int = Field(default=2, ge=0)
     """Previous (action, observation) pairs that, with the current observation, make the
     state that step-level memory is keyed by."""

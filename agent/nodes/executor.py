@@ -55,7 +55,8 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
         return {"stop_reason": stop.reason}
 
     admissible = list(state.get("admissible", []))
-    tools: list[Tool] = ctx.toolsmith.offer(state["task"], admissible) if admissible else []
+    offer = admissible and ctx.settings.agent.use_tools
+    tools: list[Tool] = ctx.toolsmith.offer(state["task"], admissible) if offer else []
     tool_options = {f"{TOOL_PREFIX}{t.name}": t for t in tools}
     options = admissible + list(tool_options)
     proposals = _proposals(state, ctx, admissible)

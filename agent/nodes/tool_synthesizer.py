@@ -9,7 +9,7 @@ from agent.state import AgentState, EpisodeContext
 
 
 def tool_synthesizer(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
-    if not ctx.settings.agent.learn:
+    if not (ctx.settings.agent.learn and ctx.settings.agent.use_tools):
         return {"tools_written": []}
     actions = [s["action"] for s in state.get("steps", []) if s["action"] and not s["tool"]]
     new = ctx.toolsmith.observe(

@@ -177,3 +177,15 @@ def test_step_memory_proposes_and_follow_policy_acts(evolvent_home: Path) -> Non
         r = a.run(ToyEnv(seed=6), max_steps=2)
     assert "Memory suggests: " + env.walkthrough[0] in shown.prompts[1]
     assert r.trajectory[0].source == "llm" and r.trajectory[0].action == "look"
+
+
+def test_use_tools_off_neither_offers_nor_mines(evolvent_home: Path) -> None:
+    env = ToyEnv(seed=4)
+    store = MemoryStore.in_memory(HashingEmbedder())
+    s = settings(evolvent_home, **{"agent.use_tools": False})
+    llm = follow_walkthrough(env)
+    with Agent(s, llm=llm, memory=store, embedder=store.embedder) as agent:
+        results = [agent.run(ToyEnv(seed=4)) for _ in range(3)]
+        assert agent.toolsmith.registry.list_tools() == []
+    assert all(r.success and not r.tools_used and not r.tools_written for r in results)
+    assert not any(TOOL_PREFIX in p for p in llm.prompts)
