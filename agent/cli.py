@@ -181,14 +181,12 @@ def _print_summary(results: list[EpisodeResult]) -> None:
     if not results:
         return
     t = Table(title="Episodes", show_lines=False)
-    for col in ("thread", "seed", "won", "score", "steps", "tokens", "wall s", "s/step"):
-        t.add_column(col, justify="right" if col not in ("thread",) else "left")
-    for col in ("LLM %", "env %", "overhead %", "overhead ms/step"):
+    t.add_column("thread")
+    for col in ("seed", "won", "score", "steps", "tokens", "wall s", "s/step", "LLM %", "env %"):
         t.add_column(col, justify="right")
-    tot = {"wall": 0.0, "llm": 0.0, "env": 0.0, "steps": 0, "tokens": 0, "won": 0}
+    for col in ("memory %", "overhead %", "overhead ms/step"):
+        t.add_column(col, justify="right")
     for r in results:
-        steps = max(r.steps, 1)
-        wall = max(r.wall_s, 1e-9)
         t.add_row(
             r.thread_id,
             str(r.seed),
@@ -196,38 +194,42 @@ def _print_summary(results: list[EpisodeResult]) -> None:
             f"{r.score:g}/{r.max_score:g}",
             str(r.steps),
             str(r.tokens),
-            f"{r.wall_s:.1f}",
-            f"{r.wall_s / steps:.2f}",
-            f"{100 * r.llm_s / wall:.1f}",
-            f"{100 * r.env_s / wall:.1f}",
-            f"{100 * r.overhead_s / wall:.2f}",
-            f"{1000 * r.overhead_s / steps:.1f}",
+            *_timing_cells(r.wall_s, r.llm_s, r.env_s, r.memory_s, r.steps),
         )
-        tot["wall"] += r.wall_s
-        tot["llm"] += r.llm_s
-        tot["env"] += r.env_s
-        tot["steps"] += r.steps
-        tot["tokens"] += r.tokens
-        tot["won"] += int(r.success)
-    wall = max(tot["wall"], 1e-9)
-    over = max(0.0, tot["wall"] - tot["llm"] - tot["env"])
-    steps = max(int(tot["steps"]), 1)
     t.add_section()
     t.add_row(
         "all",
         "",
-        f"{int(tot['won'])}/{len(results)}",
+        f"{sum(r.success for r in results)}/{len(results)}",
         "",
-        str(int(tot["steps"])),
-        str(int(tot["tokens"])),
-        f"{tot['wall']:.1f}",
-        f"{tot['wall'] / steps:.2f}",
-        f"{100 * tot['llm'] / wall:.1f}",
-        f"{100 * tot['env'] / wall:.1f}",
-        f"{100 * over / wall:.2f}",
-        f"{1000 * over / steps:.1f}",
+        str(sum(r.steps for r in results)),
+        str(sum(r.tokens for r in results)),
+        *_timing_cells(
+            sum(r.wall_s for r in results),
+            sum(r.llm_s for r in results),
+            sum(r.env_s for r in results),
+            sum(r.memory_s for r in results),
+            sum(r.steps for r in results),
+        ),
     )
     out.print(t)
+
+
+def _timing_cells(wall: float, llm: float, env: float, memory: float, steps: int) -> list[str]:
+    """Wall, s/step, shares of LLM, env and memory, and the framework's own overhead
+    (wall time outside all three) as a share and per step."""
+    w = max(wall, 1e-9)
+    n = max(steps, 1)
+    over = max(0.0, wall - llm - env - memory)
+    return [
+        f"{wall:.1f}",
+        f"{wall / n:.2f}",
+        f"{100 * llm / w:.1f}",
+        f"{100 * env / w:.1f}",
+        f"{100 * memory / w:.1f}",
+        f"{100 * over / w:.2f}",
+        f"{1000 * over / n:.1f}",
+    ]
 
 
 @app.command("serve-llm", cls=_Command)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from memory.records import MemoryHit
 
 MAX_OBS_CHARS = 600
+STATE_OBS_CHARS = 300
 
 
 def approx_tokens(text: str) -> int:
@@ -90,12 +91,14 @@ def executor_prompt(
     return "\n".join(parts) + "\n> "
 
 
-def state_key(task: str, recent_actions: Sequence[str], observation: str) -> str:
-    """What step-level memory matches on: the task, the last actions, the observation now."""
-    parts = [f"Task: {clip(task, 200)}"]
-    if recent_actions:
-        parts.append("Recent: " + " > ".join(recent_actions))
-    parts.append(f"Now: {clip(observation, 400)}")
+def state_key(recent_actions: Sequence[str], observation: str) -> str:
+    """What step-level memory matches on: the last actions and the observation now.
+
+    Not the task: it is the same for every state of a game family, so it adds nothing to
+    tell states apart and its tokens are the largest part of the per-step embedding cost.
+    """
+    parts = ["Recent: " + " > ".join(recent_actions)] if recent_actions else []
+    parts.append(f"Now: {clip(observation, STATE_OBS_CHARS)}")
     return "\n".join(parts)
 
 

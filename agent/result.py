@@ -48,6 +48,8 @@ class EpisodeResult(BaseModel):
     wall_s: float
     llm_s: float
     env_s: float
+    memory_s: float = 0.0
+    """Time in memory and tool retrieval and writes (embedding model + vector store)."""
     plan: str = ""
     reflections: list[str] = Field(default_factory=list)
     memories_used: list[str] = Field(default_factory=list)
@@ -62,15 +64,15 @@ class EpisodeResult(BaseModel):
 
     @property
     def overhead_s(self) -> float:
-        """Wall time outside the LLM and the environment: the framework's own cost."""
-        return max(0.0, self.wall_s - self.llm_s - self.env_s)
+        """Wall time outside the LLM, the environment and memory: the framework's own cost."""
+        return max(0.0, self.wall_s - self.llm_s - self.env_s - self.memory_s)
 
     def summary(self) -> dict[str, Any]:
         """The flat JSON object printed per episode by ``evolvent run --json``."""
         d = self.model_dump(exclude={"trajectory", "plan", "reflections"})
         d["normalized_score"] = round(self.normalized_score, 4)
         d["overhead_s"] = round(self.overhead_s, 4)
-        for k in ("wall_s", "llm_s", "env_s"):
+        for k in ("wall_s", "llm_s", "env_s", "memory_s"):
             d[k] = round(d[k], 4)
         return d
 
@@ -97,6 +99,7 @@ class EpisodeResult(BaseModel):
             wall_s=s.get("wall_s", 0.0),
             llm_s=s.get("llm_s", 0.0),
             env_s=s.get("env_s", 0.0),
+            memory_s=s.get("memory_s", 0.0),
             plan=s.get("plan", ""),
             reflections=list(s.get("reflections", [])),
             memories_used=list(s.get("memories_used", [])),

@@ -7,6 +7,9 @@ State holds only plain data so that a checkpoint can be read by any process; liv
 from __future__ import annotations
 
 import operator
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypedDict
 
@@ -80,6 +83,8 @@ class AgentState(TypedDict, total=False):
     completion_tokens: int
     llm_s: float
     env_s: float
+    memory_s: float
+    """Time in memory and tool retrieval and writes (embedding model + vector store)."""
     wall_s: float
     """Wall time inside graph runs, including checkpoint writes between nodes."""
     tick: float
@@ -100,3 +105,14 @@ class EpisodeContext:
     started: float
     """perf_counter() when this graph run started."""
     events: list[dict[str, Any]] = field(default_factory=list)
+    memory_s: float = 0.0
+    """Running total of ``memory_time()`` blocks in this graph run."""
+
+    @contextmanager
+    def memory_time(self) -> Iterator[None]:
+        """Time a block of memory or tool-registry work (reported apart from overhead)."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.memory_s += time.perf_counter() - t0

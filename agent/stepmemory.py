@@ -15,7 +15,7 @@ def current_state(state: AgentState, window: int) -> str:
     """The state the executor is about to act in."""
     actions = [s["action"] for s in state.get("steps", []) if s["action"]]
     recent = actions[-window:] if window else []
-    return state_key(state["task"], recent, state.get("observation", ""))
+    return state_key(recent, state.get("observation", ""))
 
 
 def samples(state: AgentState, window: int) -> list[StepSample]:
@@ -29,7 +29,7 @@ def samples(state: AgentState, window: int) -> list[StepSample]:
         recent = actions[-window:] if window else []
         out.append(
             StepSample(
-                state=state_key(state["task"], recent, observation),
+                state=state_key(recent, observation),
                 action=step["action"],
                 reward=step["reward"],
             )

@@ -31,11 +31,13 @@ def accounted(fn: NodeFn) -> GraphNode:
         ctx = runtime.context
         since = state.get("tick", 0.0) if state.get("tick_owner") == ctx.invocation else ctx.started
         before = ctx.llm.meter.snapshot()
+        mem_before = ctx.memory_s
         out = fn(state, ctx)
         used = ctx.llm.meter.snapshot() - before
         end = time.perf_counter()
         out["wall_s"] = state.get("wall_s", 0.0) + (end - since)
         out["llm_s"] = state.get("llm_s", 0.0) + used.seconds
+        out["memory_s"] = state.get("memory_s", 0.0) + (ctx.memory_s - mem_before)
         out["prompt_tokens"] = state.get("prompt_tokens", 0) + used.prompt_tokens
         out["completion_tokens"] = state.get("completion_tokens", 0) + used.completion_tokens
         out["tick"] = end

@@ -56,10 +56,11 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
 
     admissible = list(state.get("admissible", []))
     offer = admissible and ctx.settings.agent.use_tools
-    tools: list[Tool] = ctx.toolsmith.offer(state["task"], admissible) if offer else []
+    with ctx.memory_time():
+        tools: list[Tool] = ctx.toolsmith.offer(state["task"], admissible) if offer else []
+        proposals = _proposals(state, ctx, admissible)
     tool_options = {f"{TOOL_PREFIX}{t.name}": t for t in tools}
     options = admissible + list(tool_options)
-    proposals = _proposals(state, ctx, admissible)
     memory_ids = [i for p in proposals for i in p.ids]
     follow = (
         proposals[0].action

@@ -12,11 +12,12 @@ def planner(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
     task = state["task"]
     mem = ctx.memory
     cfg = ctx.settings.memory
-    episodes = mem.episodes.retrieve(task, k=cfg.top_k) if cfg.top_k else []
-    notes = mem.notes.retrieve(task, k=3)
-    experiences = mem.experiences.retrieve(task, k=3)
+    with ctx.memory_time():
+        episodes = mem.episodes.retrieve(task, k=cfg.top_k) if cfg.top_k else []
+        notes = mem.notes.retrieve(task, k=3)
+        experiences = mem.experiences.retrieve(task, k=3)
+        tools = ctx.toolsmith.registry.retrieve(task, k=5) if ctx.settings.agent.use_tools else []
     memory_text, used = render_memories(episodes, notes, experiences, cfg.prompt_token_budget)
-    tools = ctx.toolsmith.registry.retrieve(task, k=5)
 
     plan = ""
     max_tokens = ctx.settings.agent.plan_max_tokens

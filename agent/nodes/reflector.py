@@ -56,6 +56,11 @@ def _reflect_final(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
     success = success_of(state)
     if not ctx.settings.agent.learn:
         return {"finished": True, "memories_written": []}
+    with ctx.memory_time():
+        return _write_memories(state, ctx, success)
+
+
+def _write_memories(state: AgentState, ctx: EpisodeContext, success: bool) -> dict[str, Any]:
     reward = 1.0 if success else -1.0
     used = state.get("memories_used", [])
     mem = ctx.memory

@@ -12,7 +12,8 @@ def tool_synthesizer(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
     if not (ctx.settings.agent.learn and ctx.settings.agent.use_tools):
         return {"tools_written": []}
     actions = [s["action"] for s in state.get("steps", []) if s["action"] and not s["tool"]]
-    new = ctx.toolsmith.observe(
-        state["thread_id"], state.get("env_id", ""), actions, success_of(state)
-    )
+    with ctx.memory_time():
+        new = ctx.toolsmith.observe(
+            state["thread_id"], state.get("env_id", ""), actions, success_of(state)
+        )
     return {"tools_written": [t.name for t in new]}
