@@ -190,3 +190,40 @@ def test_use_tools_off_neither_offers_nor_mines(evolvent_home: Path) -> None:
         assert agent.toolsmith.registry.list_tools() == []
     assert all(r.success and not r.tools_used and not r.tools_written for r in results)
     assert not any(TOOL_PREFIX in p for p in llm.prompts)
+
+
+def test_notebook_gate_replays_failures_with_the_real_agent(evolvent_home: Path) -> None:
+    """A batch of failures is labelled, noted, re-played twice by a frozen agent, rolled back."""
+    s = settings(evolvent_home, **{"memory.notebook_batch": 2, "memory.distill_every": 2})
+    store = MemoryStore.in_memory(HashingEmbedder())
+    # Looks around forever: the new notes cannot help, so the gate must roll them back.
+    llm = ScriptedLLM(responder=lambda k, p, o: "look" if k == "choose" else "loops on look")
+    with Agent(s, llm=llm, memory=store, embedder=store.embedder) as agent:
+        agent.run("toy:keys", seed=1, max_steps=3)
+        assert agent.last_notebook_update is None and len(agent.notebook.pending) == 1
+        before_runs = len(llm.calls)
+        agent.run("toy:keys", seed=2, max_steps=3)
+        update = agent.last_notebook_update
+        assert update is not None
+        assert update.episodes and len(update.old_outcomes) == len(update.new_outcomes) == 2
+        assert update.wins == update.losses == 0 and not update.kept
+        assert store.notes.count() == 0  # rolled back
+        # The re-runs really played: 2 tasks x (old notes, new notes) x 3 steps each.
+        replay_chooses = [c for c in llm.calls[before_runs:] if c.kind == "choose"]
+        assert len(replay_chooses) >= 3 + 4 * 3
+        # Re-runs learn nothing: only the two real episodes are in memory.
+        assert store.stats()["episode"] <= 2
+
+
+def test_successes_are_distilled_into_experiences(evolvent_home: Path) -> None:
+    s = settings(evolvent_home, **{"memory.distill_every": 2, "agent.use_tools": False})
+    store = MemoryStore.in_memory(HashingEmbedder())
+    env = ToyEnv(seed=4)
+    with Agent(s, llm=follow_walkthrough(env), memory=store, embedder=store.embedder) as agent:
+        assert agent.run(ToyEnv(seed=4)).success
+        assert store.experiences.count() == 0
+        assert agent.run(ToyEnv(seed=4)).success
+    rows = [r for r in store.export() if r["kind"] == "experience"]
+    assert rows, "two successes of the same task yield a workflow"
+    assert any(r["meta"].get("type") == "workflow" for r in rows)
+    assert all(r["provenance"]["verifier"] == "distilled" for r in rows)
