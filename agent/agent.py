@@ -25,7 +25,7 @@ from memory.embeddings import Embedder, default_embedder
 from memory.mistakes import FailureCase
 from memory.notebook import MistakeNotebook, NotebookParams, NotebookUpdate, NotesView
 from memory.store import MemoryStore
-from toolsmith.registry import InProcessToolRegistry
+from toolsmith.sqlite_registry import SqliteToolRegistry
 from toolsmith.synthesizer import Toolsmith
 
 StepCallback = Callable[[StepView], None]
@@ -70,7 +70,15 @@ class Agent:
             namespace=mcfg.namespace,
             embedder=self.embedder,
         )
-        self.toolsmith = toolsmith or Toolsmith(InProcessToolRegistry(self.embedder))
+        self._owns_tools = toolsmith is None
+        self.toolsmith = toolsmith or Toolsmith(
+            SqliteToolRegistry(
+                self.settings.memory_path / "tools.sqlite", self.embedder, mcfg.namespace
+            ),
+            env_factory=lambda env_id, seed: make_env(env_id, seed, self.settings.games_path),
+        )
+        if self.toolsmith.llm is None:
+            self.toolsmith.llm = self.llm  # rewrites tool docs from use (DRAFT)
         self.notebook = MistakeNotebook(
             self.memory.notes, self.llm, NotebookParams(batch_size=max(1, mcfg.notebook_batch))
         )
@@ -201,6 +209,8 @@ class Agent:
         self.checkpoints.close()
         if self._owns_memory:
             self.memory.close()
+        if self._owns_tools:
+            self.toolsmith.registry.close()
         if self._owns_llm:
             self.llm.close()
 

@@ -50,11 +50,14 @@ app = typer.Typer(
 )
 
 
-from agent import cli_memory  # noqa: E402 - sub-apps are mounted after the root app exists
+from agent import cli_memory, cli_tools  # noqa: E402 - mounted after the root app exists
 from agent.server.cli import serve  # noqa: E402
+from benchmarks.harness.cli import bench  # noqa: E402
 
 app.add_typer(cli_memory.app, name="memory")
+app.add_typer(cli_tools.app, name="tools")
 app.command("serve", cls=_Command)(serve)
+app.command("bench", cls=_Command)(bench)
 
 
 def _version(value: bool) -> None:

@@ -9,6 +9,9 @@ from pydantic import BaseModel, Field
 
 ToolKind = Literal["macro", "code"]
 ToolStatus = Literal["active", "disabled", "rejected"]
+FeedbackKind = Literal["worked", "not_admissible", "stopped_early", "no_reward", "error"]
+
+CODE_SIGNATURE = "run(observation: str, admissible: list[str]) -> list[str]"
 
 
 class ToolProvenance(BaseModel):
@@ -22,24 +25,53 @@ class ToolProvenance(BaseModel):
     updated_at: float = Field(default_factory=time.time)
 
 
+class ToolFeedback(BaseModel):
+    """One use of a tool, kept (since its doc was last written) to refine the doc."""
+
+    kind: FeedbackKind
+    detail: str
+    """What happened, e.g. ``stopped after 1/2 steps: 'slice carrot' was not admissible``."""
+    context: str = ""
+    """The observation the tool was called on (clipped)."""
+    at: float = Field(default_factory=time.time)
+
+    @property
+    def failed(self) -> bool:
+        return self.kind != "worked"
+
+
 class Tool(BaseModel):
-    """A reusable procedure: a macro of environment actions or Python code."""
+    """A reusable procedure: a macro of environment actions (maybe with slots) or code."""
 
     name: str
     kind: ToolKind
     doc: str
     steps: list[str] = Field(default_factory=list)
-    """Macro body: environment actions run in order."""
+    """Macro body: environment actions run in order; ``{X}`` marks a slot in ``slots``."""
+    slots: list[str] = Field(default_factory=list)
+    """Slot names of a parametrized macro (``X``, ``Y``); empty for a concrete one."""
+    args: dict[str, str] = Field(default_factory=dict)
+    """Slot values of an offered instantiation (never set on the registered tool)."""
     code: str | None = None
-    """Python body of a code tool."""
+    """Python body of a code tool: defines ``run(observation, admissible) -> list[str]``."""
+    tests: str | None = None
+    """Tests of a code tool (``def test_...`` functions with asserts)."""
     version: int = 1
+    change: str = "created"
+    """Why this version exists (created, doc refined from failures, rolled back to vN)."""
     status: ToolStatus = "active"
     reason: str | None = None
     """Why it was rejected or disabled."""
+    validation: str | None = None
+    """How it was validated (replay scores, tests passed) or why it could not be."""
     provenance: ToolProvenance = Field(default_factory=ToolProvenance)
     uses: int = 0
     successes: int = 0
     failures: int = 0
+    reward: float = 0.0
+    """Environment reward collected by all its uses."""
+    feedback: list[ToolFeedback] = Field(default_factory=list)
+    """Uses since the doc was last written (the DRAFT loop reads and clears them)."""
 
     @property
     def success_rate(self) -> float:
@@ -50,6 +82,23 @@ class Tool(BaseModel):
         """Laplace-smoothed success rate: an unused tool starts at 0.5."""
         return (self.successes + 1) / (self.uses + 2)
 
+    @property
+    def signature(self) -> str:
+        if self.kind == "code":
+            return CODE_SIGNATURE
+        return f"{self.name}({', '.join(self.slots)})"
+
+    @property
+    def call(self) -> str:
+        """How the executor names an offered instantiation: ``NAME`` or ``NAME(X=carrot)``."""
+        if not self.args:
+            return self.name
+        return f"{self.name}({', '.join(f'{k}={v}' for k, v in self.args.items())})"
+
+    @property
+    def pending_failures(self) -> int:
+        return sum(f.failed for f in self.feedback)
+
 
 class ToolUse(BaseModel):
     """The outcome of running a tool once."""
@@ -59,3 +108,38 @@ class ToolUse(BaseModel):
     completed: bool
     """All steps ran (a macro stops early when a step is not admissible)."""
     reward: float = 0.0
+    args: dict[str, str] = Field(default_factory=dict)
+    """Slot values of the instantiation that ran."""
+    planned: list[str] = Field(default_factory=list)
+    """The steps it meant to run (a code tool: the actions it returned)."""
+    error: str | None = None
+    """Why a code tool gave no actions (exception, timeout, bad output)."""
+    context: str = ""
+    """The observation it was called on."""
+
+
+class Trajectory(BaseModel):
+    """A successful episode the miner learns from and macro replay validates on."""
+
+    episode_id: str
+    env_id: str
+    seed: int | None = None
+    """None: the episode cannot be replayed."""
+    actions: list[str]
+    """Every environment action of the episode, in order (tool expansions included)."""
+    from_tool: list[bool] = Field(default_factory=list)
+    """Per action: it was run by a tool (not mined again); empty means none was."""
+    score: float | None = None
+    """Final score of the episode, if known."""
+    created_at: float = Field(default_factory=time.time)
+
+    def segments(self) -> list[list[str]]:
+        """Runs of actions the agent chose itself (a tool's expansion splits them)."""
+        out: list[list[str]] = [[]]
+        for i, act in enumerate(self.actions):
+            if i < len(self.from_tool) and self.from_tool[i]:
+                if out[-1]:
+                    out.append([])
+                continue
+            out[-1].append(act)
+        return [s for s in out if s]

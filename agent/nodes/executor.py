@@ -57,9 +57,14 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
     admissible = list(state.get("admissible", []))
     offer = admissible and ctx.settings.agent.use_tools
     with ctx.memory_time():
-        tools: list[Tool] = ctx.toolsmith.offer(state["task"], admissible) if offer else []
+        tools: list[Tool] = (
+            ctx.toolsmith.offer(state["task"], admissible, context=state.get("observation", ""))
+            if offer
+            else []
+        )
         proposals = _proposals(state, ctx, admissible)
-    tool_options = {f"{TOOL_PREFIX}{t.name}": t for t in tools}
+    # A parametrized macro is offered once per slot binding: "use tool NAME(X=carrot)".
+    tool_options = {f"{TOOL_PREFIX}{t.call}": t for t in tools}
     options = admissible + list(tool_options)
     memory_ids = [i for p in proposals for i in p.ids]
     follow = (
@@ -103,7 +108,13 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
     tokens = (ctx.llm.meter.snapshot() - llm_before).total_tokens
 
     tool = tool_options.get(action)
-    actions = tool.steps if tool else [action]
+    code_error: str | None = None
+    if tool is not None and tool.kind == "code":
+        # A code tool runs in the sandbox and answers with the actions to take.
+        ran = ctx.toolsmith.run_code(tool, state.get("observation", ""), admissible)
+        actions, code_error = ran.actions, ran.error
+    else:
+        actions = tool.steps if tool else [action]
     records: list[StepRecord] = []
     env_s = 0.0
     last: StepResult | None = None
@@ -130,13 +141,16 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
         if last.done:
             break
     if tool:
-        completed = len(records) == len(tool.steps)
         ctx.toolsmith.record(
             ToolUse(
                 name=tool.name,
                 actions_run=[r["action"] or "" for r in records],
-                completed=completed,
+                completed=bool(actions) and len(records) == len(actions),
                 reward=sum(r["reward"] for r in records),
+                args=dict(tool.args),
+                planned=list(actions),
+                error=code_error,
+                context=state.get("observation", ""),
             )
         )
     out: dict[str, Any] = {

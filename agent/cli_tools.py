@@ -1,0 +1,239 @@
+"""``evolvent tools ...``: list, inspect, disable, enable, roll back and export learned tools.
+
+The registry is ``<memory.path>/tools.sqlite`` (one file, rows per namespace). Read-only
+commands never create it; an agent may be running on it at the same time.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, cast
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from agent.errors import EvolventError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from memory.embeddings import Embedder
+    from toolsmith.models import Tool, ToolStatus
+    from toolsmith.registry import ToolRegistry
+
+err = Console(stderr=True)
+out = Console(width=None if sys.stdout.isatty() else 160)
+
+app = typer.Typer(help="Inspect and manage the tools the agent built.", no_args_is_help=True)
+
+STATUSES = ("active", "disabled", "rejected")
+NamespaceOpt = Annotated[
+    str | None, typer.Option("--namespace", help="Tool namespace (default from settings).")
+]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML or YAML settings file.")]
+NameArg = Annotated[str, typer.Argument(help="Tool name (see `evolvent tools list`).")]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+class _LazyEmbedder:
+    """The real embedder, loaded only if a command changes a doc (rollback)."""
+
+    def __init__(self) -> None:
+        self._inner: Embedder | None = None
+
+    def _get(self) -> Embedder:
+        if self._inner is None:
+            from memory.embeddings import default_embedder
+
+            self._inner = default_embedder()
+        return self._inner
+
+    @property
+    def dim(self) -> int:
+        return self._get().dim
+
+    @property
+    def name(self) -> str:
+        return self._get().name
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        return self._get().embed(texts)
+
+
+def registry_path(config: Path | None, namespace: str | None) -> tuple[Path, str]:
+    """Where the tools of these settings live, and the namespace."""
+    from agent.config import load_settings
+
+    s = load_settings(config, **{"memory.namespace": namespace})
+    return s.memory_path / "tools.sqlite", s.memory.namespace
+
+
+@contextmanager
+def _registry(
+    namespace: str | None, config: Path | None, read_only: bool
+) -> Iterator[ToolRegistry | None]:
+    """The registry, or None when no tool was ever written (read-only commands)."""
+    from toolsmith.sqlite_registry import SqliteToolRegistry
+
+    try:
+        path, ns = registry_path(config, namespace)
+        if not path.is_file():
+            yield None
+            return
+        reg = SqliteToolRegistry(path, _LazyEmbedder(), ns, read_only=read_only)
+    except EvolventError as e:
+        raise _fail(str(e)) from None
+    try:
+        yield reg
+    finally:
+        reg.close()
+
+
+def _need(reg: ToolRegistry | None, name: str) -> tuple[ToolRegistry, Tool]:
+    """The registry and the tool ``name``, or exit 1 with one line."""
+    tool = reg.get(name) if reg is not None else None
+    if reg is None or tool is None:
+        ns = reg.namespace if reg is not None else "this"
+        raise _fail(f"no tool {name!r} in namespace {ns!r} (see `evolvent tools list`)", code=1)
+    return reg, tool
+
+
+def _source(tool: Tool) -> str:
+    p = tool.provenance
+    eps = f" ({len(p.episode_ids)} episodes)" if p.episode_ids else ""
+    return f"{p.source}{eps}"
+
+
+def _row(tool: Tool) -> dict[str, Any]:
+    data = tool.model_dump(mode="json")
+    data.update(signature=tool.signature, success_rate=tool.success_rate, utility=tool.utility)
+    return data
+
+
+@app.command("list")
+def list_(
+    status: Annotated[
+        str | None, typer.Option("--status", help="active | disabled | rejected")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    namespace: NamespaceOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """List tools with their version, status, uses, success rate, utility and source."""
+    if status is not None and status not in STATUSES:
+        raise _fail(f"unknown status {status!r}; valid: {', '.join(STATUSES)}")
+    with _registry(namespace, config, read_only=True) as reg:
+        wanted = cast("ToolStatus | None", status)
+        tools = reg.list_tools(wanted) if reg is not None else []
+    if json_out:
+        for t in tools:
+            print(json.dumps(_row(t), sort_keys=True))
+        return
+    table = Table(title=f"tools ({len(tools)})")
+    for col in ("name", "kind", "version", "status", "uses", "success", "utility", "source"):
+        table.add_column(col)
+    for t in sorted(tools, key=lambda t: (t.status != "active", -t.uses, t.name)):
+        table.add_row(
+            t.call if not t.slots else t.signature,
+            t.kind,
+            f"v{t.version}",
+            t.status,
+            str(t.uses),
+            f"{t.success_rate:.0%}" if t.uses else "-",
+            f"{t.utility:.2f}",
+            _source(t),
+        )
+    out.print(table)
+
+
+@app.command()
+def show(name: NameArg, namespace: NamespaceOpt = None, config: ConfigOpt = None) -> None:
+    """Print one tool as JSON: body, doc, status and reason, usage, and every version."""
+    with _registry(namespace, config, read_only=True) as reg:
+        found, tool = _need(reg, name)
+        history = found.versions(name)[:-1]
+    data = _row(tool)
+    data["versions"] = [v.model_dump(mode="json") for v in history]
+    print(json.dumps(data, indent=2))
+
+
+@app.command()
+def disable(
+    name: NameArg,
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept on the tool).")] = (
+        "disabled by the user"
+    ),
+    namespace: NamespaceOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Stop offering a tool to the agent."""
+    with _registry(namespace, config, read_only=False) as reg:
+        found, _ = _need(reg, name)
+        found.set_status(name, "disabled", reason)
+    err.print(f"disabled {name}")
+
+
+@app.command()
+def enable(name: NameArg, namespace: NamespaceOpt = None, config: ConfigOpt = None) -> None:
+    """Offer a disabled tool again (a tool that failed validation stays rejected)."""
+    with _registry(namespace, config, read_only=False) as reg:
+        found, tool = _need(reg, name)
+        if tool.status == "rejected":
+            raise _fail(f"tool {name!r} failed validation and cannot be enabled: {tool.reason}", 1)
+        found.set_status(name, "active", None)
+    err.print(f"enabled {name}")
+
+
+@app.command()
+def rollback(
+    name: NameArg,
+    version: Annotated[int, typer.Argument(help="Version whose body and doc come back.")],
+    namespace: NamespaceOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Make an earlier version current again (as a new version; history is kept)."""
+    with _registry(namespace, config, read_only=False) as reg:
+        found, _ = _need(reg, name)
+        try:
+            tool = found.rollback(name, version)
+        except KeyError:
+            known = ", ".join(f"v{t.version}" for t in found.versions(name))
+            raise _fail(f"tool {name!r} has no version {version}; it has {known}", 1) from None
+    err.print(f"{name} is now v{tool.version} ({tool.change})")
+
+
+@app.command("export")
+def export_(
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="JSONL file (default: standard output).")
+    ] = None,
+    namespace: NamespaceOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Write every tool of the namespace (with its earlier versions) as JSON lines."""
+    with _registry(namespace, config, read_only=True) as reg:
+        rows = []
+        tools = reg.list_tools() if reg is not None else []
+        for t in tools:
+            row = _row(t)
+            history = reg.versions(t.name)[:-1] if reg is not None else []
+            row["versions"] = [v.model_dump(mode="json") for v in history]
+            rows.append(json.dumps(row, sort_keys=True))
+    if out_file is None:
+        for line in rows:
+            print(line)
+        return
+    tmp = out_file.with_name(out_file.name + ".part")
+    tmp.write_text("".join(line + "\n" for line in rows))
+    tmp.replace(out_file)  # never a half-written export under the real name
+    err.print(f"exported {len(rows)} tools to {out_file}")

@@ -1,0 +1,65 @@
+"""Tools through the agent graph: a parametrized macro is mined from two won episodes,
+validated by replay, offered per slot binding and run as one executor step."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from kitchen_env import KitchenEnv
+from pydantic import BaseModel
+
+from agent import Agent
+from agent.config import load_settings
+from agent.llm.scripted import ScriptedLLM
+from agent.nodes.executor import TOOL_PREFIX
+from benchmarks.envs.base import Env
+from memory import HashingEmbedder, MemoryStore
+from toolsmith import InProcessToolRegistry, Toolsmith
+
+
+def kitchen(env_id: str, seed: int) -> Env:
+    return KitchenEnv(seed)
+
+
+def cook(kind: str, prompt: str, options: Sequence[str] | type[BaseModel] | None) -> str:
+    """Reads the wanted item from the first observation; prefers the tool bound to it."""
+    if kind != "choose":
+        return "take it, slice it, prepare the meal"
+    assert isinstance(options, list)
+    m = re.search(r"needs a sliced ([a-z ]+)\.", prompt)
+    assert m is not None
+    item = m.group(1)
+    for want in (f"(X={item})", "prepare meal", f"slice {item}", f"take {item}"):
+        hit = next((o for o in options if o.endswith(want)), None)
+        if hit is not None:
+            return hit
+    return "look"
+
+
+def test_parametrized_macro_runs_as_one_executor_step(evolvent_home: Path) -> None:
+    smith = Toolsmith(InProcessToolRegistry(HashingEmbedder()), env_factory=kitchen)
+    store = MemoryStore.in_memory(HashingEmbedder())
+    settings = load_settings(None, home=str(evolvent_home))
+    llm = ScriptedLLM(responder=cook)
+    with Agent(settings, llm=llm, memory=store, embedder=store.embedder, toolsmith=smith) as a:
+        first, second = a.run(KitchenEnv(0)), a.run(KitchenEnv(1))
+        assert first.success and second.success and not first.tools_written
+        assert second.tools_written == ["take_x__slice_x__prepare_meal"]
+        tool = smith.registry.get("take_x__slice_x__prepare_meal")
+        assert tool is not None and tool.validation is not None
+        assert tool.validation.startswith("replayed on ")
+
+        third = a.run(KitchenEnv(2))
+    offered = [c.options for c in llm.calls if c.kind == "choose"][-1]
+    assert f"{TOOL_PREFIX}take_x__slice_x__prepare_meal(X=yellow potato)" in offered
+    assert third.success and third.steps == 1
+    assert [s.action for s in third.trajectory] == [
+        "take yellow potato",
+        "slice yellow potato",
+        "prepare meal",
+    ]
+    used = smith.registry.get("take_x__slice_x__prepare_meal")
+    assert used is not None and (used.uses, used.successes, used.reward) == (1, 1, 3.0)
+    assert used.feedback[0].kind == "worked"

@@ -1,0 +1,124 @@
+"""``evolvent tools``: list, show, disable, enable, rollback, export; one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agent.cli_tools import app
+from memory import HashingEmbedder
+from toolsmith import SqliteToolRegistry, Tool, ToolUse
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def mem(evolvent_home: Path) -> Path:
+    """The registry lives at ``<memory path>/tools.sqlite``; memory defaults to home."""
+    return evolvent_home / "memory"
+
+
+def fill(mem: Path, namespace: str = "default") -> None:
+    reg = SqliteToolRegistry(mem / "tools.sqlite", HashingEmbedder(), namespace)
+    reg.register(
+        Tool(
+            name="take_x__slice_x",
+            kind="macro",
+            doc="take and slice",
+            steps=["take {X}", "slice {X}"],
+            slots=["X"],
+        )
+    )
+    reg.register(
+        Tool(
+            name="take_x__slice_x",
+            kind="macro",
+            doc="take and slice",
+            steps=["take {X}", "slice {X}", "eat {X}"],
+            slots=["X"],
+        )
+    )
+    reg.record_use(ToolUse(name="take_x__slice_x", actions_run=["take carrot"], completed=False))
+    reg.register(
+        Tool(
+            name="junk",
+            kind="code",
+            doc="junk",
+            code="x",
+            status="rejected",
+            reason="static check: code does not parse",
+        )
+    )
+    reg.close()
+
+
+def test_list_without_a_registry_is_empty(mem: Path) -> None:
+    r = runner.invoke(app, ["list"])
+    assert r.exit_code == 0 and "tools (0)" in r.output
+    assert not (mem / "tools.sqlite").exists()  # read-only commands create nothing
+
+
+def test_list_show_and_errors(mem: Path) -> None:
+    fill(mem)
+    r = runner.invoke(app, ["list"])
+    assert r.exit_code == 0, r.output
+    assert "take_x__slice_x(X)" in r.output and "v2" in r.output and "junk" in r.output
+    assert "rejected" in r.output and "0%" in r.output
+    rows = [
+        json.loads(line)
+        for line in runner.invoke(
+            app, ["list", "--json", "--status", "rejected"]
+        ).output.splitlines()
+    ]
+    assert [row["name"] for row in rows] == ["junk"]
+    assert runner.invoke(app, ["list", "--status", "nope"]).exit_code == 2
+
+    shown = json.loads(runner.invoke(app, ["show", "take_x__slice_x"]).output)
+    assert shown["version"] == 2 and shown["uses"] == 1 and shown["utility"] == pytest.approx(1 / 3)
+    assert [v["version"] for v in shown["versions"]] == [1]
+    assert shown["versions"][0]["steps"] == ["take {X}", "slice {X}"]
+    assert (
+        json.loads(runner.invoke(app, ["show", "junk"]).output)["reason"]
+        == "static check: code does not parse"
+    )
+
+    r = runner.invoke(app, ["show", "nope"])
+    assert r.exit_code == 1 and "no tool 'nope' in namespace 'default'" in r.output
+    assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
+    assert runner.invoke(app, ["show", "take_x__slice_x", "--namespace", "other"]).exit_code == 1
+
+
+def test_disable_enable_rollback(mem: Path) -> None:
+    fill(mem)
+    assert runner.invoke(app, ["disable", "take_x__slice_x", "--reason", "too slow"]).exit_code == 0
+    reg = SqliteToolRegistry(mem / "tools.sqlite", HashingEmbedder())
+    tool = reg.get("take_x__slice_x")
+    assert tool is not None and (tool.status, tool.reason) == ("disabled", "too slow")
+    assert runner.invoke(app, ["enable", "take_x__slice_x"]).exit_code == 0
+    assert reg.get("take_x__slice_x").status == "active"  # type: ignore[union-attr]
+    r = runner.invoke(app, ["enable", "junk"])
+    assert r.exit_code == 1 and "failed validation and cannot be enabled" in r.output
+    assert runner.invoke(app, ["disable", "ghost"]).exit_code == 1
+
+    r = runner.invoke(app, ["rollback", "take_x__slice_x", "1"])
+    assert r.exit_code == 0 and "now v3 (rolled back to v1)" in r.output
+    assert reg.get("take_x__slice_x").steps == ["take {X}", "slice {X}"]  # type: ignore[union-attr]
+    r = runner.invoke(app, ["rollback", "take_x__slice_x", "7"])
+    assert r.exit_code == 1 and "has no version 7; it has v1, v2, v3" in r.output
+    reg.close()
+
+
+def test_export_jsonl(mem: Path, tmp_path: Path) -> None:
+    fill(mem)
+    fill(mem, namespace="other")
+    target = tmp_path / "tools.jsonl"
+    r = runner.invoke(app, ["export", "--out", str(target)])
+    assert r.exit_code == 0 and "exported 2 tools" in r.output
+    rows = [json.loads(line) for line in target.read_text().splitlines()]
+    assert {row["name"] for row in rows} == {"take_x__slice_x", "junk"}
+    assert next(r for r in rows if r["name"] == "take_x__slice_x")["versions"][0]["version"] == 1
+    lines = runner.invoke(app, ["export", "--namespace", "other"]).output.splitlines()
+    assert len(lines) == 2 and Tool.model_validate(json.loads(lines[0])).name

@@ -1,0 +1,202 @@
+"""One contract every tool registry meets (in-process and SQLite), plus SQLite persistence."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from memory import HashingEmbedder
+from toolsmith import (
+    InProcessToolRegistry,
+    SqliteToolRegistry,
+    Tool,
+    ToolFeedback,
+    ToolRegistry,
+    ToolRegistryError,
+    ToolUse,
+    Trajectory,
+)
+
+BACKENDS = ["inprocess", "sqlite"]
+
+
+@pytest.fixture(params=BACKENDS)
+def reg(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ToolRegistry]:
+    registry: ToolRegistry
+    if request.param == "inprocess":
+        registry = InProcessToolRegistry(HashingEmbedder())
+    else:
+        registry = SqliteToolRegistry(tmp_path / "tools.sqlite", HashingEmbedder(), "ns1")
+    yield registry
+    registry.close()
+
+
+def macro(name: str, doc: str, *steps: str) -> Tool:
+    return Tool(name=name, kind="macro", doc=doc, steps=list(steps))
+
+
+def test_register_get_list(reg: ToolRegistry) -> None:
+    t = reg.register(macro("open_chest", "open the chest with the key", "take key", "open chest"))
+    assert t.version == 1
+    got = reg.get("open_chest")
+    assert got == t and got is not t
+    assert reg.get("nope") is None
+    assert [x.name for x in reg.list_tools()] == ["open_chest"]
+    assert reg.list_tools("rejected") == []
+
+
+def test_versions_keep_every_register_and_rollback(reg: ToolRegistry) -> None:
+    reg.register(macro("m", "first doc", "a b", "c d"))
+    v2 = reg.register(macro("m", "second doc", "a b", "e f"))
+    assert v2.version == 2
+    history = reg.versions("m")
+    assert [(t.version, t.doc) for t in history] == [(1, "first doc"), (2, "second doc")]
+    back = reg.rollback("m", 1)
+    assert (back.version, back.doc, back.steps) == (3, "first doc", ["a b", "c d"])
+    assert back.change == "rolled back to v1"
+    assert [t.version for t in reg.versions("m")] == [1, 2, 3]
+    assert reg.rollback("m", 3).version == 3  # already current: no new version
+    with pytest.raises(KeyError):
+        reg.rollback("m", 9)
+    with pytest.raises(KeyError):
+        reg.rollback("nope", 1)
+    assert reg.versions("nope") == []
+
+
+def test_revise_keeps_usage_stats(reg: ToolRegistry) -> None:
+    reg.register(macro("m", "doc", "a b", "c d"))
+    reg.record_use(ToolUse(name="m", actions_run=["a b", "c d"], completed=True, reward=1.0))
+    new = reg.revise("m", "doc refined", doc="better doc")
+    assert (new.version, new.doc, new.uses, new.successes, new.reward) == (
+        2,
+        "better doc",
+        1,
+        1,
+        1.0,
+    )
+    assert reg.versions("m")[0].doc == "doc"
+
+
+def test_rejected_kept_with_reason_and_not_retrieved(reg: ToolRegistry) -> None:
+    bad = macro("bad", "open the chest", "x y", "z w").model_copy(
+        update={"status": "rejected", "reason": "replay: score 0 < original 2"}
+    )
+    reg.register(bad)
+    reg.register(macro("good", "open the chest with the key", "take key", "open chest"))
+    (rejected,) = reg.list_tools("rejected")
+    assert rejected.name == "bad" and rejected.reason == "replay: score 0 < original 2"
+    assert [t.name for t in reg.retrieve("open the chest", k=5)] == ["good"]
+
+
+def test_usage_counts_success_rate_utility_feedback(reg: ToolRegistry) -> None:
+    reg.register(macro("m", "doc", "a b", "c d"))
+    fb = ToolFeedback(kind="stopped_early", detail="stopped after 1/2 steps")
+    reg.record_use(ToolUse(name="m", actions_run=["a b"], completed=False), fb)
+    t = reg.record_use(ToolUse(name="m", actions_run=["a b", "c d"], completed=True, reward=2))
+    assert t is not None
+    assert (t.uses, t.successes, t.failures, t.reward) == (2, 1, 1, 2.0)
+    assert t.success_rate == 0.5 and t.utility == pytest.approx(0.5)
+    assert [f.detail for f in t.feedback] == ["stopped after 1/2 steps"]
+    assert t.pending_failures == 1
+    assert reg.record_use(ToolUse(name="ghost", actions_run=[], completed=False)) is None
+
+
+def test_retrieval_by_doc_similarity_and_status(reg: ToolRegistry) -> None:
+    reg.register(macro("chest", "take the key and open the locked chest", "take key", "o c"))
+    reg.register(macro("cook", "slice and cook the carrot for the meal", "slice c", "cook c"))
+    assert [t.name for t in reg.retrieve("cook a carrot meal", k=1)] == ["cook"]
+    assert reg.retrieve("open the locked chest", k=2)[0].name == "chest"
+    reg.set_status("cook", "disabled", "user")
+    assert [t.name for t in reg.retrieve("cook a carrot meal", k=2)] == ["chest"]
+    assert reg.get("cook") is not None and reg.list_tools("disabled")[0].reason == "user"
+    # A doc change re-embeds: retrieval follows the new doc.
+    reg.set_status("cook", "active")
+    reg.revise("cook", "doc", doc="unlock the chest quickly")
+    assert reg.retrieve("unlock quickly", k=1)[0].name == "cook"
+    assert reg.retrieve("x", k=0) == []
+    with pytest.raises(KeyError):
+        reg.set_status("nope", "disabled")
+
+
+def test_trajectories_replace_by_episode_and_keep_newest(reg: ToolRegistry) -> None:
+    for i in range(4):
+        reg.add_trajectory(Trajectory(episode_id=f"e{i}", env_id="toy", actions=["a"]), keep=3)
+    reg.add_trajectory(Trajectory(episode_id="e3", env_id="toy", actions=["b"], seed=1), keep=3)
+    got = reg.trajectories("toy")
+    assert [t.episode_id for t in got] == ["e1", "e2", "e3"]
+    assert got[-1].actions == ["b"] and got[-1].seed == 1
+    assert reg.trajectories("other") == []
+
+
+def test_sqlite_persists_across_instances_and_isolates_namespaces(tmp_path: Path) -> None:
+    path = tmp_path / "tools.sqlite"
+    a = SqliteToolRegistry(path, HashingEmbedder(), "alice")
+    a.register(macro("m", "open the chest", "take key", "open chest"))
+    a.register(macro("m", "open the chest, v2", "take key", "open chest"))
+    a.record_use(ToolUse(name="m", actions_run=["take key"], completed=False))
+    a.add_trajectory(Trajectory(episode_id="e1", env_id="toy", actions=["x", "y"], seed=3))
+    a.close()
+
+    again = SqliteToolRegistry(path, HashingEmbedder(), "alice")
+    t = again.get("m")
+    assert t is not None and (t.version, t.uses, t.failures) == (2, 1, 1)
+    assert [v.doc for v in again.versions("m")] == ["open the chest", "open the chest, v2"]
+    assert again.retrieve("open the chest", k=1)[0].name == "m"
+    assert again.trajectories("toy")[0].seed == 3
+    again.close()
+
+    bob = SqliteToolRegistry(path, HashingEmbedder(), "bob")
+    assert bob.list_tools() == [] and bob.get("m") is None and bob.trajectories("toy") == []
+    bob.close()
+
+    ro = SqliteToolRegistry(path, HashingEmbedder(), "alice", read_only=True)
+    assert [x.name for x in ro.list_tools()] == ["m"]
+    ro.close()
+    with pytest.raises(ToolRegistryError, match="no tool registry"):
+        SqliteToolRegistry(tmp_path / "missing.sqlite", HashingEmbedder(), read_only=True)
+
+
+def test_sqlite_reembeds_after_embedder_change(tmp_path: Path) -> None:
+    path = tmp_path / "tools.sqlite"
+    a = SqliteToolRegistry(path, HashingEmbedder(dim=64), "ns")
+    a.register(macro("chest", "open the locked chest", "take key", "open chest"))
+    a.register(macro("cook", "cook the carrot", "take carrot", "cook carrot"))
+    a.close()
+    b = SqliteToolRegistry(path, HashingEmbedder(dim=128), "ns")
+    assert b.retrieve("cook a carrot", k=1)[0].name == "cook"
+    b.close()
+
+
+def test_sqlite_failed_transaction_rolls_back(tmp_path: Path) -> None:
+    reg = SqliteToolRegistry(tmp_path / "t.sqlite", HashingEmbedder())
+    with pytest.raises(RuntimeError), reg.atomic():
+        reg.register(macro("m", "doc", "a b", "c d"))
+        raise RuntimeError("boom")
+    assert reg.get("m") is None
+    reg.close()
+
+
+def test_sqlite_concurrent_writers_lose_no_update(tmp_path: Path) -> None:
+    """Two connections (as two processes would have) count uses of the same tool."""
+    import threading
+
+    path = tmp_path / "tools.sqlite"
+    first = SqliteToolRegistry(path, HashingEmbedder())
+    first.register(macro("m", "doc", "a b", "c d"))
+    second = SqliteToolRegistry(path, HashingEmbedder())
+
+    def use(reg: SqliteToolRegistry) -> None:
+        for _ in range(40):
+            reg.record_use(ToolUse(name="m", actions_run=["a b"], completed=True))
+
+    threads = [threading.Thread(target=use, args=(r,)) for r in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    tool = first.get("m")
+    assert tool is not None and tool.uses == 80 and tool.successes == 80
+    first.close()
+    second.close()
