@@ -58,6 +58,23 @@ def _covered(path: str, roots: Sequence[str]) -> bool:
     return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
 
 
+_TMPFS_TARGETS = ("/tmp", "/dev/shm")
+
+
+def _bind_args(binds: Sequence[tuple[str, str]], system: Sequence[str]) -> list[str]:
+    """Read-only binds, shallowest first, with their missing parent directories."""
+    args: list[str] = []
+    # Parents bwrap would create are root-only (0700) when it runs as root: the dropped
+    # uid could not reach the binds below them.
+    parents = {str(a) for _, dest in binds for a in Path(dest).parents if str(a) != "/"}
+    skip = {*system, *_TMPFS_TARGETS}
+    for d in sorted(parents - skip, key=lambda p: (p.count("/"), p)):
+        args += ["--perms", "0755", "--dir", d]
+    for src, dest in sorted(binds, key=lambda b: (b[1].count("/"), b[1])):
+        args += ["--ro-bind", src, dest]
+    return args
+
+
 def _python_binds() -> list[tuple[str, str]]:
     """(source, dest) pairs that make the running interpreter and its venv usable inside."""
     prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
@@ -135,18 +152,16 @@ class BwrapSandbox(LocalSandbox):
         binds += _python_binds()
         binds += [(os.path.realpath(p), os.path.abspath(p)) for p in ro_binds]
         system = [d for d in _SYSTEM_DIRS if os.path.lexists(d)]
-        # Parents bwrap would create are root-only (0700) when it runs as root: the dropped
-        # uid could not reach the binds below them.
-        parents = {str(a) for _, dest in binds for a in Path(dest).parents if str(a) != "/"}
-        for d in sorted(parents - set(system), key=lambda p: (p.count("/"), p)):
-            args += ["--perms", "0755", "--dir", d]
+        # A venv or checkout under /tmp or /dev/shm would be hidden by the private tmpfs
+        # mounted there at launch: those binds are made after it (see _launch).
+        early = [b for b in binds if not _covered(b[1], _TMPFS_TARGETS)]
+        self._late_binds = _bind_args([b for b in binds if b not in early], system)
         for d in system:
             if os.path.islink(d):
                 args += ["--symlink", os.readlink(d), d]
             else:
                 args += ["--ro-bind", d, d]
-        for src, dest in sorted(binds, key=lambda b: (b[1].count("/"), b[1])):
-            args += ["--ro-bind", src, dest]
+        args += _bind_args(early, system)
         return [*args, "--dev", "/dev", "--proc", "/proc"]
 
     def _probe(self) -> str | None:
@@ -172,8 +187,9 @@ class BwrapSandbox(LocalSandbox):
         owner: int | None,
     ) -> Launch:
         args = list(self._static)
-        for target in ("/tmp", "/dev/shm"):
+        for target in _TMPFS_TARGETS:
             args += ["--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", target]
+        args += self._late_binds
         args += ["--bind", str(work), SANDBOX_HOME, "--chdir", SANDBOX_HOME, "--remount-ro", "/"]
         args.append("--clearenv")
         for key, value in {**BASE_ENV, "HOME": SANDBOX_HOME, "TMPDIR": "/tmp", **env}.items():

@@ -4,11 +4,13 @@ the reason (docker: no engine reachable)."""
 from __future__ import annotations
 
 import io
+import os
 import sys
 import tarfile
 import uuid
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -299,3 +301,26 @@ def test_docker_backend_kills_on_timeout() -> None:
     res = DockerSandbox(client=client).run(["sleep", "100"], timeout=0.5)
     assert res.timed_out and res.limit_hit == "timeout" and res.killed_by == "SIGKILL"
     assert client.created[0].events == ["start", "wait", "kill", "wait", "remove force=True v=True"]
+
+
+def test_bwrap_read_only_binds_under_tmp_survive_the_private_tmp() -> None:
+    """A venv or checkout under /tmp (CI clones may live there) must stay visible inside."""
+    import tempfile
+
+    from sandbox.bwrap import BwrapSandbox
+
+    try:
+        BwrapSandbox()
+    except SandboxUnavailable as e:
+        pytest.skip(f"bwrap: {e}")
+    with tempfile.TemporaryDirectory(dir="/tmp") as d:
+        os.chmod(d, 0o755)  # the sandbox runs as an unprivileged uid
+        marker = Path(d) / "marker.txt"
+        marker.write_text("visible")
+        marker.chmod(0o644)
+        sb = BwrapSandbox(ro_binds=[d])
+        res = sb.run(["cat", str(marker)], timeout=10)
+        assert (res.exit_code, res.stdout) == (0, "visible")
+        # The sandbox's own /tmp is still private and writable.
+        res = sb.run(["sh", "-c", f"echo x > /tmp/own && ls {d}"], timeout=10)
+        assert res.exit_code == 0 and "marker.txt" in res.stdout
