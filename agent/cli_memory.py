@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agent.errors import EvolventError
+from agent.jsonl import write_jsonl
 
 if TYPE_CHECKING:
     from memory.records import MemoryRecord
@@ -185,18 +186,9 @@ def export_(
 ) -> None:
     """Write every memory of the namespace as JSON lines (import reads them back exactly)."""
     with _store(namespace, config, read_only=True) as store:
-        if out_file is None:
-            for row in store.export():
-                print(json.dumps(row, sort_keys=True))
-            return
-        tmp = out_file.with_name(out_file.name + ".part")
-        n = 0
-        with tmp.open("w") as fh:
-            for row in store.export():
-                fh.write(json.dumps(row, sort_keys=True) + "\n")
-                n += 1
-        tmp.replace(out_file)  # never a half-written export under the real name
-    err.print(f"exported {n} memories to {out_file}")
+        n = write_jsonl(store.export(), out_file)
+    if out_file is not None:
+        err.print(f"exported {n} memories to {out_file}")
 
 
 @app.command("import")

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agent.errors import EvolventError
+from agent.jsonl import write_jsonl
 
 if TYPE_CHECKING:
     import numpy as np
@@ -228,12 +229,7 @@ def export_(
             row = _row(t)
             history = reg.versions(t.name)[:-1] if reg is not None else []
             row["versions"] = [v.model_dump(mode="json") for v in history]
-            rows.append(json.dumps(row, sort_keys=True))
-    if out_file is None:
-        for line in rows:
-            print(line)
-        return
-    tmp = out_file.with_name(out_file.name + ".part")
-    tmp.write_text("".join(line + "\n" for line in rows))
-    tmp.replace(out_file)  # never a half-written export under the real name
-    err.print(f"exported {len(rows)} tools to {out_file}")
+            rows.append(row)
+    n = write_jsonl(rows, out_file)
+    if out_file is not None:
+        err.print(f"exported {n} tools to {out_file}")
