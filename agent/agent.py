@@ -25,8 +25,9 @@ from memory.embeddings import Embedder, default_embedder
 from memory.mistakes import FailureCase
 from memory.notebook import MistakeNotebook, NotebookParams, NotebookUpdate, NotesView
 from memory.store import MemoryStore
+from toolsmith.registry import InProcessToolRegistry
 from toolsmith.sqlite_registry import SqliteToolRegistry
-from toolsmith.synthesizer import Toolsmith
+from toolsmith.synthesizer import Toolsmith, ToolsmithConfig
 
 StepCallback = Callable[[StepView], None]
 
@@ -74,6 +75,10 @@ class Agent:
         self.toolsmith = toolsmith or Toolsmith(
             SqliteToolRegistry(
                 self.settings.memory_path / "tools.sqlite", self.embedder, mcfg.namespace
+            ),
+            ToolsmithConfig(
+                sandbox=self.settings.sandbox.backend,
+                code_timeout_s=self.settings.sandbox.timeout_s,
             ),
             env_factory=lambda env_id, seed: make_env(env_id, seed, self.settings.games_path),
         )
@@ -199,7 +204,11 @@ class Agent:
         with tempfile.TemporaryDirectory(prefix="evolvent-rerun-") as tmp:
             frozen.checkpoint_db = Path(tmp) / "rerun.sqlite"
             store = view.materialize(self.embedder)
-            with Agent(frozen, llm=self.llm, memory=store, embedder=self.embedder) as rerun:
+            # Its own tools too: the re-runs must neither see nor count the real ones.
+            tools = Toolsmith(InProcessToolRegistry(self.embedder))
+            with Agent(
+                frozen, llm=self.llm, memory=store, embedder=self.embedder, toolsmith=tools
+            ) as rerun:
                 return [rerun.run(case.env_id, seed=case.seed or 0).success for case in batch]
 
     def has_checkpoint(self, thread_id: str) -> bool:

@@ -81,7 +81,8 @@ def rules_doc(tool: Tool, base: str | None = None) -> str:
     """LLM-free rewrite: the base doc plus what was observed, newest kept."""
     old_base, old_fails, old_works = split_doc(tool.doc)
     # Newest first: the new observations (newest last on the tool), then the doc's items.
-    fails = [_item(f) for f in reversed(tool.feedback) if f.failed] + old_fails
+    fails = [_item(f) for f in reversed(tool.feedback) if tool.counts_as_failure(f)]
+    fails += old_fails
     works = [_item(f) for f in reversed(tool.feedback) if not f.failed] + old_works
     fails = list(dict.fromkeys(fails))[:KEEP_FAILS]
     works = list(dict.fromkeys(works))[:KEEP_WORKS]
@@ -133,7 +134,7 @@ def refine_doc(
     registry: ToolRegistry, name: str, llm: LLMClient | None = None, every: int = 3
 ) -> Tool | None:
     """Rewrite ``name``'s doc as a new version once it has ``every`` pending failures;
-    returns the new version, or None when it is not due."""
+    returns the new version, or None when it is not due or the doc would not change."""
     with registry.atomic():
         tool = registry.get(name)
         if tool is None or every <= 0 or tool.pending_failures < every:
@@ -153,4 +154,8 @@ def refine_doc(
         current = registry.get(name)
         if current is None or current.version != tool.version:
             return None  # someone else revised it meanwhile
+        if doc == current.doc:
+            # Nothing new was learned: no new version, the uses are consumed.
+            registry.put(current.model_copy(update={"feedback": []}))
+            return None
         return registry.revise(name, change, doc=doc, feedback=[])

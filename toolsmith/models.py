@@ -95,9 +95,14 @@ class Tool(BaseModel):
             return self.name
         return f"{self.name}({', '.join(f'{k}={v}' for k, v in self.args.items())})"
 
+    def counts_as_failure(self, f: ToolFeedback) -> bool:
+        """A use that ran without reward is a failure only for a tool that has paid before
+        (a navigation macro never does: its uses are not misuses)."""
+        return f.failed and (f.kind != "no_reward" or self.reward > 0)
+
     @property
     def pending_failures(self) -> int:
-        return sum(f.failed for f in self.feedback)
+        return sum(self.counts_as_failure(f) for f in self.feedback)
 
 
 class ToolUse(BaseModel):

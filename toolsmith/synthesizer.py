@@ -285,5 +285,6 @@ class Toolsmith:
         if tool is None or self.config.doc_every <= 0:
             return tool
         if tool.pending_failures >= self.config.doc_every:
-            return refine_doc(self.registry, tool.name, self.llm, self.config.doc_every) or tool
+            refined = refine_doc(self.registry, tool.name, self.llm, self.config.doc_every)
+            return refined or self.registry.get(tool.name)
         return tool

@@ -18,6 +18,7 @@ from agent.stepmemory import current_state
 from benchmarks.envs.base import StepResult
 from memory.actions import ActionProposal
 from toolsmith.models import Tool, ToolUse
+from toolsmith.params import resolve_step
 
 TOOL_PREFIX = "use tool "
 FREE_TEXT_MAX_TOKENS = 64
@@ -119,10 +120,15 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
     env_s = 0.0
     last: StepResult | None = None
     allowed = set(admissible)
-    for i, act in enumerate(actions):
-        # A macro stops at the first step the environment would not accept now.
-        if tool and act not in allowed:
-            break
+    for i, step_text in enumerate(actions):
+        act = step_text
+        if tool:
+            # A slot left open (only in a later step) is filled from the admissible actions
+            # now; a macro stops at the first step the environment would not accept.
+            resolved = resolve_step(step_text, allowed, tool.slots)
+            if resolved is None:
+                break
+            act = resolved
         t0 = time.perf_counter()
         last = ctx.env.step(act)
         dt = time.perf_counter() - t0
@@ -140,6 +146,16 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
         allowed = set(last.admissible)
         if last.done:
             break
+    if tool and not records:
+        # The tool ran nothing (code error, first step not admissible): a failed step, so
+        # the trajectory shows it.
+        empty = _record(index, None, "(tool ran no action)", tool.name, llm_s, 0.0)
+        empty["error"] = code_error or f"tool {tool.call}: first action not admissible"
+        empty["score"] = state.get("score", 0.0)
+        empty["memory_ids"] = memory_ids
+        empty["tokens"] = tokens
+        empty["source"] = "tool"
+        records.append(empty)
     if tool:
         ctx.toolsmith.record(
             ToolUse(

@@ -16,7 +16,7 @@ from agent.llm.scripted import ScriptedLLM
 from agent.nodes.executor import TOOL_PREFIX
 from benchmarks.envs.base import Env
 from memory import HashingEmbedder, MemoryStore
-from toolsmith import InProcessToolRegistry, Toolsmith
+from toolsmith import InProcessToolRegistry, Tool, Toolsmith
 
 
 def kitchen(env_id: str, seed: int) -> Env:
@@ -63,3 +63,32 @@ def test_parametrized_macro_runs_as_one_executor_step(evolvent_home: Path) -> No
     used = smith.registry.get("take_x__slice_x__prepare_meal")
     assert used is not None and (used.uses, used.successes, used.reward) == (1, 1, 3.0)
     assert used.feedback[0].kind == "worked"
+
+
+def test_a_later_slot_is_filled_from_the_admissible_actions_when_it_runs(
+    evolvent_home: Path,
+) -> None:
+    smith = Toolsmith(InProcessToolRegistry(HashingEmbedder()), env_factory=kitchen)
+    # Y is not in the first step: the executor must resolve "slice {Y}" against the
+    # admissible actions after "take ..." ran (only the item just taken can be sliced).
+    smith.registry.register(
+        Tool(
+            name="take_slice_cook",
+            kind="macro",
+            doc="take an item, slice it, prepare the meal",
+            steps=["take {X}", "slice {Y}", "prepare meal"],
+            slots=["X", "Y"],
+        )
+    )
+    store = MemoryStore.in_memory(HashingEmbedder())
+    settings = load_settings(None, home=str(evolvent_home))
+    with Agent(
+        settings,
+        llm=ScriptedLLM(responder=cook),
+        memory=store,
+        embedder=store.embedder,
+        toolsmith=smith,
+    ) as a:
+        r = a.run(KitchenEnv(1))
+    assert r.success and r.steps == 1
+    assert [s.action for s in r.trajectory] == ["take red apple", "slice red apple", "prepare meal"]

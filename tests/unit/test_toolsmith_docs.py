@@ -174,3 +174,24 @@ def test_convergence_batches() -> None:
     smith = Toolsmith(InProcessToolRegistry(HashingEmbedder()), ToolsmithConfig(batch_size=1))
     smith.observe("e1", "x", ["a"], False)
     assert smith.counter.batches == [(1, 0, 0, None)]
+
+
+def test_no_reward_is_a_failure_only_for_a_tool_that_paid_before() -> None:
+    smith = smith_with_macro(every=2)
+    ran = ToolUse(name="m", actions_run=STEPS, planned=STEPS, completed=True, context="hall")
+    smith.record(ran)
+    smith.record(ran)
+    tool = smith.registry.get("m")
+    assert tool is not None and tool.version == 1 and tool.pending_failures == 0
+    smith.record(ran.model_copy(update={"reward": 1.0}))
+    smith.record(ran)
+    new = smith.record(ran)
+    assert new is not None and new.version == 2
+    assert new.doc.splitlines()[1] == "Fails when: ran without reward (at: hall)"
+
+
+def test_a_rewrite_that_changes_nothing_makes_no_version() -> None:
+    smith = smith_with_macro(every=1)
+    assert smith.record(stopped("attic")) is not None
+    again = smith.record(stopped("attic"))  # the same failure in the same place
+    assert again is not None and again.version == 2 and again.feedback == []
