@@ -29,7 +29,8 @@ from agent.server.store import RunStore
 from memory.embeddings import Embedder
 from memory.store import MemoryStore
 from toolsmith.registry import InProcessToolRegistry
-from toolsmith.synthesizer import Toolsmith
+from toolsmith.sqlite_registry import SqliteToolRegistry
+from toolsmith.synthesizer import Toolsmith, ToolsmithConfig
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,8 @@ class ServerDeps:
         llm_probe: LLMProbe = probe_llm,
         on_close: Iterable[Callable[[], None]] = (),
     ) -> None:
-        """``toolsmith_factory`` default: an in-process tool registry per namespace (tools
-        are mined again after a restart)."""
+        """``toolsmith_factory`` default: an in-process tool registry per namespace (tests);
+        ``from_settings`` passes the persistent SQLite registry beside memory."""
         check_auth(dict(api_keys), config)
         self.settings = settings
         self.config = config
@@ -129,6 +130,26 @@ class ServerDeps:
         def memory_factory(namespace: str) -> MemoryStore:
             return MemoryStore(base.backend, embedder, namespace)
 
+        registries: list[SqliteToolRegistry] = []
+
+        def toolsmith_factory(namespace: str) -> Toolsmith:
+            # Tools persist beside memory, like `evolvent run`'s, so a restart keeps them.
+            from benchmarks.envs.registry import make_env
+
+            reg = SqliteToolRegistry(settings.memory_path / "tools.sqlite", embedder, namespace)
+            registries.append(reg)
+            return Toolsmith(
+                reg,
+                ToolsmithConfig(
+                    sandbox=settings.sandbox.backend, code_timeout_s=settings.sandbox.timeout_s
+                ),
+                env_factory=lambda env_id, seed: make_env(env_id, seed, settings.games_path),
+            )
+
+        def close_registries() -> None:
+            for reg in registries:
+                reg.close()
+
         return cls(
             settings,
             settings.api_keys,
@@ -136,7 +157,8 @@ class ServerDeps:
             llm_factory=llm_factory,
             memory_factory=memory_factory,
             embedder=embedder,
-            on_close=[base.close],
+            toolsmith_factory=toolsmith_factory,
+            on_close=[close_registries, base.close],
         )
 
     # -- auth -------------------------------------------------------------------------
