@@ -228,8 +228,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         base: list[dict[str, Any]] = []
         if args.baseline:
             base_settings = settings_for(home / "baseline", args.max_steps, games_dir, False)
-            _, base = play("baseline", base_settings, llm, embedder, cfg, seeds, args.env, log)
+            base_smith, base = play(
+                "baseline", base_settings, llm, embedder, cfg, seeds, args.env, log
+            )
+            base_smith.registry.close()
         print(report(smith, rows, base), flush=True)
+        smith.registry.close()
         print(f"\ntotal {time.perf_counter() - t0:.0f}s", flush=True)
     finally:
         llm.close()
