@@ -175,7 +175,10 @@ class EpisodeSummary(BaseModel):
     wall_s: float
     llm_s: float
     env_s: float
+    memory_s: float = 0.0
+    """Time in memory and tool retrieval and writes (embedding model + vector store)."""
     overhead_s: float
+    """Wall time outside the LLM, the environment and memory: the framework's own cost."""
     memories_used: list[str] = Field(default_factory=list)
     memories_written: list[str] = Field(default_factory=list)
     tools_used: list[str] = Field(default_factory=list)
