@@ -1,25 +1,6 @@
-"""Benchmarks: environments the agent is evaluated on, and the harness around them."""
+"""Benchmarks: environments the agent is evaluated on (``benchmarks.envs``), the harness
+around them (``benchmarks.harness``) and scripts that print speed figures.
 
-from benchmarks.envs import (
-    ENV_IDS,
-    Env,
-    Observation,
-    StepInfo,
-    StepResult,
-    TextWorldEnv,
-    ToyEnv,
-    make_env,
-    pregenerate,
-)
-
-__all__ = [
-    "ENV_IDS",
-    "Env",
-    "Observation",
-    "StepInfo",
-    "StepResult",
-    "TextWorldEnv",
-    "ToyEnv",
-    "make_env",
-    "pregenerate",
-]
+Nothing is imported here, so that importing a submodule (e.g. from the CLI) does not load
+every environment family.
+"""
