@@ -10,8 +10,8 @@ import operator
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, TypedDict
+from dataclasses import dataclass
+from typing import Annotated, Literal, TypedDict
 
 from agent.config import Settings
 from agent.llm.base import LLMClient
@@ -104,7 +104,6 @@ class EpisodeContext:
     """Identifies one graph run in one process (wall-time accounting across resumes)."""
     started: float
     """perf_counter() when this graph run started."""
-    events: list[dict[str, Any]] = field(default_factory=list)
     memory_s: float = 0.0
     """Running total of ``memory_time()`` blocks in this graph run."""
 
