@@ -19,7 +19,7 @@ from agent.result import EpisodeResult, StepView
 from agent.state import AgentState, EpisodeContext
 from agent.tasks import TEXT_ENV_ID, TextTask
 from benchmarks.envs.base import Env
-from benchmarks.envs.registry import ENV_IDS, make_env
+from benchmarks.envs.registry import is_env_id, make_env
 from memory.distill import DistillParams, EpisodeDigest, ExperienceDistiller
 from memory.embeddings import Embedder, default_embedder
 from memory.mistakes import FailureCase
@@ -234,7 +234,7 @@ class Agent:
     def _env_for(self, task_or_env: str | Env, seed: int) -> Env:
         if not isinstance(task_or_env, str):
             return task_or_env
-        if task_or_env.split(":level=")[0] in ENV_IDS:
+        if is_env_id(task_or_env):
             env: Env = make_env(task_or_env, seed, self.settings.games_path)
             return env
         return TextTask(task_or_env)

@@ -18,7 +18,7 @@ from typer._click.core import Context as ClickContext
 from typer._click.exceptions import NoSuchOption
 
 import agent as agent_pkg
-from agent.errors import EvolventError, UnknownEnvError
+from agent.errors import EvolventError
 
 if TYPE_CHECKING:
     from agent.config import Settings
@@ -147,10 +147,10 @@ def run(
     if env and task:
         _fail("give either --env or --task, not both")
     if env:
-        from benchmarks.envs.registry import ENV_IDS
+        from benchmarks.envs.registry import is_env_id, unknown_env
 
-        if env.split(":level=")[0] not in ENV_IDS:
-            _fail(str(UnknownEnvError(f"unknown env {env!r}; valid: {', '.join(ENV_IDS)}")))
+        if not is_env_id(env):
+            _fail(str(unknown_env(env)))
     try:
         settings = _settings(
             config,
@@ -268,10 +268,15 @@ def serve_llm(
 @app.command(cls=_Command)
 def envs() -> None:
     """List the environment ids `evolvent run --env` accepts."""
-    from benchmarks.envs.registry import ENV_IDS
+    from benchmarks.envs.registry import CORE_IDS, FAMILIES
 
-    for e in ENV_IDS:
+    for e in CORE_IDS:
         out.print(e)
+    for family in FAMILIES.values():
+        if family.summary:
+            out.print(f"# {family.prefix}: {family.summary}", markup=False, highlight=False)
+        for name in family.names:
+            out.print(f"{family.prefix}:{name}")
 
 
 def main() -> None:

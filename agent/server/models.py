@@ -64,14 +64,15 @@ FINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 def check_env_id(env: str) -> str:
     """The env id as given, or ValueError listing the valid ids."""
     from agent.errors import EvolventError
-    from benchmarks.envs.registry import ENV_IDS, _parse
+    from benchmarks.envs.registry import check_env_id as check
+    from benchmarks.envs.registry import valid_ids_hint
 
     try:
-        _parse(env)
+        check(env)
     except EvolventError as e:
         msg = str(e)
         if "valid" not in msg:
-            msg += f" (valid ids: {', '.join(ENV_IDS)})"
+            msg += f" ({valid_ids_hint(env)})"
         raise ValueError(msg) from None
     return env
 

@@ -8,6 +8,9 @@ episode resume: the runner resets a fresh env and replays the recorded actions.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
@@ -68,3 +71,22 @@ class Env(Protocol):
     def step(self, action: str) -> StepResult: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Family:
+    """A family of environments beyond TextWorld: ids ``prefix:name`` for each of ``names``.
+
+    ``make(name, seed, games_dir)`` builds one environment; it must import the family's
+    third-party package only then, so that listing ids stays cheap. ``pregenerate(name,
+    seeds, games_dir)``, when given, prepares game files ahead of timed episodes.
+    """
+
+    prefix: str
+    names: tuple[str, ...]
+    make: Callable[[str, int, Path], Env]
+    name_label: str = "name"
+    """What a name is, for help texts (``task``, ``task_type``)."""
+    summary: str = ""
+    """One line for ``evolvent envs``: what the family is and what it needs."""
+    pregenerate: Callable[[str, list[int], Path], list[Path]] | None = None

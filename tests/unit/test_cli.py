@@ -35,7 +35,7 @@ def test_help_documents_every_command() -> None:
 def test_unknown_env_lists_valid_ones(evolvent_home: Path) -> None:
     r = runner.invoke(app, ["run", "--env", "textworld:nope"])
     assert r.exit_code == 2
-    assert "unknown env 'textworld:nope'" in r.output
+    assert "unknown environment 'textworld:nope'" in r.output
     assert "textworld:cooking" in r.output and "toy:keys" in r.output
     assert "Traceback" not in r.output
 
