@@ -149,7 +149,7 @@ class SizeRun:
         self.queries = _near(rng, self.centers, rng.integers(0, len(self.centers), count))
 
     def fill(self, batch: int) -> tuple[float, float]:
-        """Records per second and cores used, timing only the backend's upserts."""
+        """Records per second and cores used, timing only the backend's batched adds."""
         self.batch = batch
         wall = cpu = 0.0
         for start in range(0, self.n, batch):
@@ -157,7 +157,7 @@ class SizeRun:
             recs = _records(start, size)
             vecs = _fill_vectors(self.n, start, size, self.centers)
             t, c = time.perf_counter(), time.process_time()
-            self.backend.upsert(COLLECTION, recs, vecs)
+            self.backend.add(COLLECTION, recs, vecs)
             wall += time.perf_counter() - t
             cpu += time.process_time() - c
             if start // batch % 10 == 0:
@@ -273,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.memory_bench", description=__doc__)
     ap.add_argument("--sizes", action="append", help="record counts, e.g. 10000,100000")
     ap.add_argument("--queries", type=int, default=500, help="timed queries per size")
-    ap.add_argument("--batch", type=int, default=5_000, help="records per upsert call")
+    ap.add_argument("--batch", type=int, default=5_000, help="records per add call")
     ap.add_argument("--ef-construction", type=int, default=None, help="HNSW build quality")
     ap.add_argument("--dir", type=Path, default=None, help="where stores are built (temp dir)")
     args = ap.parse_args(argv)

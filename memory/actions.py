@@ -136,7 +136,7 @@ class ActionMemory:
                         provenance=prov.model_copy(),
                         meta={"action": step.action},
                     )
-                    self.backend.upsert(self.collection, [rec], vec.reshape(1, -1))
+                    self.backend.add(self.collection, [rec], vec.reshape(1, -1))
                 written.append(rec.id)
         return written
 

@@ -21,6 +21,11 @@ class VectorBackend(ABC):
     def upsert(self, collection: str, records: Sequence[MemoryRecord], vectors: Vectors) -> None:
         """Insert or replace records (by id) with their embeddings."""
 
+    def add(self, collection: str, records: Sequence[MemoryRecord], vectors: Vectors) -> None:
+        """Insert records with new ids (a back-end may make this cheaper than ``upsert``,
+        which must look every id up first). An id that already exists is left unchanged."""
+        self.upsert(collection, records, vectors)
+
     @abstractmethod
     def update(self, collection: str, records: Sequence[MemoryRecord]) -> None:
         """Replace records' metadata, keeping their embeddings."""

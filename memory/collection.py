@@ -63,7 +63,7 @@ class TextCollection:
                 provenance=provenance or Provenance(),
                 meta=meta or {},
             )
-            self.backend.upsert(self.collection, [rec], vec)
+            self.backend.add(self.collection, [rec], vec)
             return rec.id
 
     def retrieve(self, query: str, k: int = 3) -> list[MemoryHit]:

@@ -113,7 +113,7 @@ class EpisodicMemory:
                 provenance=prov,
                 meta={**(meta or {}), "reward": reward, "history": [entry]},
             )
-            self.backend.upsert(self.collection, [rec], vec)
+            self.backend.add(self.collection, [rec], vec)
             return rec.id
 
     def recall(self, query: str) -> list[tuple[MemoryRecord, float]]:

@@ -54,6 +54,15 @@ class InProcessBackend(VectorBackend):
             if new_rows:
                 col.matrix = np.vstack([col.matrix, np.asarray(new_rows, dtype=np.float32)])
 
+    def add(self, collection: str, records: Sequence[MemoryRecord], vectors: Vectors) -> None:
+        if len(records) != len(vectors):
+            raise ValueError("records and vectors differ in length")
+        with self._lock:
+            known = self._col(collection).index
+            fresh = [i for i, rec in enumerate(records) if rec.id not in known]
+            if fresh:
+                self.upsert(collection, [records[i] for i in fresh], vectors[fresh])
+
     def update(self, collection: str, records: Sequence[MemoryRecord]) -> None:
         with self._lock:
             col = self._col(collection)

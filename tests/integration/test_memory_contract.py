@@ -118,6 +118,17 @@ def test_update_keeps_embeddings(store: MemoryStore) -> None:
     assert hit.similarity == pytest.approx(before, abs=1e-5)
 
 
+def test_add_keeps_an_existing_id(store: MemoryStore) -> None:
+    mid = store.episodes.add("open the fridge", "first", success=True, reward=1.0)
+    rec = store.get(mid)
+    assert rec is not None
+    vec = store.embedder.embed(["something else entirely"])
+    store.backend.add(store.episodes.collection, [rec.model_copy(update={"text": "second"})], vec)
+    again = store.get(mid)
+    assert again is not None and again.text == "first"
+    assert store.episodes.retrieve("open the fridge")[0].id == mid
+
+
 def test_real_embedder_retrieves_by_meaning(site: Site) -> None:
     st = site.store("minilm", embedder=default_embedder())
     key = st.episodes.add("unlock the wooden chest with the key", "a", success=True, reward=1.0)
