@@ -131,6 +131,14 @@ class AgentSettings(BaseModel):
     """Write memories, update values and mine tools after episodes (False: evaluate frozen)."""
     use_tools: bool = True
     """Offer learned tools to the executor and mine new ones (False: actions only)."""
+    tool_policy: Literal["llm", "follow"] = "llm"
+    """``llm``: offered tools are options of the LLM's constrained choice. ``follow``: when
+    no step-memory proposal is followed, the most relevant offered tool whose utility is at
+    least ``tool_min_utility`` runs without asking the LLM (each instantiation at most once
+    per episode), so a weak model still gets to use — and so to rate — its tools."""
+    tool_min_utility: float = Field(default=0.5, ge=0, le=1)
+    """Utility (Laplace-smoothed completion rate; 0.5 for an unused tool) a tool needs to be
+    followed."""
     state_window: int = Field(default=2, ge=0)
     """Previous (action, observation) pairs that, with the current observation, make the
     state that step-level memory is keyed by."""

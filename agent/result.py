@@ -18,6 +18,8 @@ class StepView(BaseModel):
     reward: float
     score: float
     tool: str | None = None
+    tool_call: str | None = None
+    """The offered option that ran the tool (``use tool NAME(X=..)``)."""
     error: str | None = None
     source: str = "llm"
     memory_ids: list[str] = Field(default_factory=list)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated, Literal, TypedDict
+from typing import Annotated, Literal, NotRequired, TypedDict
 
 from agent.config import Settings
 from agent.llm.base import LLMClient
@@ -34,6 +34,8 @@ class StepRecord(TypedDict):
     done: bool
     tool: str | None
     """Name of the tool whose expansion this action belongs to."""
+    tool_call: NotRequired[str | None]
+    """The offered option that ran the tool (``use tool NAME(X=..)``), on its steps."""
     error: str | None
     source: str
     """Who chose the action: ``llm``, ``memory`` (the follow policy) or ``tool``."""

@@ -41,7 +41,9 @@ from toolsmith.sqlite_registry import SqliteToolRegistry
 from toolsmith.synthesizer import Toolsmith, ToolsmithConfig
 
 
-def settings_for(home: Path, max_steps: int, games_dir: Path, use_tools: bool) -> Settings:
+def settings_for(
+    home: Path, max_steps: int, games_dir: Path, use_tools: bool, tool_policy: str = "follow"
+) -> Settings:
     return load_settings(
         None,
         **{
@@ -50,6 +52,7 @@ def settings_for(home: Path, max_steps: int, games_dir: Path, use_tools: bool) -
             "memory.notebook_batch": 0,
             "games_dir": str(games_dir),
             "agent.use_tools": use_tools,
+            "agent.tool_policy": tool_policy,
         },
     )
 
@@ -202,6 +205,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=0,
         help="walkthroughs of other seeds observed as won episodes before the stream",
     )
+    p.add_argument(
+        "--tool-policy",
+        choices=["follow", "llm"],
+        default="follow",
+        help="follow: run a useful offered tool without asking the LLM; llm: the LLM picks",
+    )
     p.add_argument("--home", type=Path, default=None, help="state dir (default: a temp dir)")
     p.add_argument("--games-dir", type=Path, default=None, help="generated games cache")
     args = p.parse_args(argv)
@@ -211,12 +220,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds = list(range(args.first_seed, args.first_seed + args.games))
     warm = list(range(1000 + args.first_seed, 1000 + args.first_seed + args.warmup))
     log = home / "episodes.jsonl"
-    print(f"home {home}; {args.games} games of {args.env}; episodes -> {log}", flush=True)
+    print(
+        f"home {home}; {args.games} games of {args.env}; tool policy {args.tool_policy}; "
+        f"episodes -> {log}",
+        flush=True,
+    )
     t0 = time.perf_counter()
     pregenerate(args.env, seeds + warm, games_dir)
     print(f"games ready in {time.perf_counter() - t0:.0f}s", flush=True)
 
-    settings = settings_for(home / "tools", args.max_steps, games_dir, True)
+    settings = settings_for(home / "tools", args.max_steps, games_dir, True, args.tool_policy)
     from agent.llm.factory import make_client
 
     llm, url = make_client(settings.llm)

@@ -54,6 +54,10 @@ class ToolsmithConfig(BaseModel):
     """Tokens the LLM may spend on a code tool."""
     doc_every: int = Field(default=3, ge=0)
     """Failures of a tool before its doc is rewritten (0: never)."""
+    disable_after: int = Field(default=6, ge=0)
+    """Uses after which a tool whose utility stays below ``disable_below`` is disabled
+    (with the reason recorded; ``evolvent tools enable`` brings it back). 0: never."""
+    disable_below: float = Field(default=0.3, ge=0, le=1)
     batch_size: int = Field(default=10, ge=1)
     """Episodes per batch of the convergence metric."""
     sandbox: str = "auto"
@@ -282,7 +286,20 @@ class Toolsmith:
         """Count a use, keep what it says for the doc, rewrite the doc when due."""
         self.counter.add_invocation()
         tool = self.registry.record_use(use, classify(use))
-        if tool is None or self.config.doc_every <= 0:
+        if tool is None:
+            return None
+        cfg = self.config
+        if (
+            cfg.disable_after
+            and tool.uses >= cfg.disable_after
+            and tool.utility < cfg.disable_below
+        ):
+            reason = (
+                f"auto-disabled: utility {tool.utility:.2f} after {tool.uses} uses "
+                f"(below {cfg.disable_below:g}; {tool.failures} did not complete)"
+            )
+            return self.registry.set_status(tool.name, "disabled", reason)
+        if cfg.doc_every <= 0:
             return tool
         if tool.pending_failures >= self.config.doc_every:
             refined = refine_doc(self.registry, tool.name, self.llm, self.config.doc_every)

@@ -75,6 +75,8 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
         and proposals[0].value >= ctx.settings.memory.follow_min_value
         else None
     )
+    if follow is None:
+        follow = _tool_to_follow(state, ctx, tool_options)
     prompt = executor_prompt(
         task=state["task"],
         plan=state.get("plan", ""),
@@ -141,6 +143,7 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
         rec["done"] = last.done
         rec["tokens"] = tokens if i == 0 else 0
         rec["source"] = "tool" if tool else ("memory" if follow is not None else "llm")
+        rec["tool_call"] = action if tool else None
         rec["memory_ids"] = memory_ids if i == 0 else []
         records.append(rec)
         allowed = set(last.admissible)
@@ -199,6 +202,21 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
             last_reflection_step=state.get("last_reflection_step", -1),
         )
     return out
+
+
+def _tool_to_follow(
+    state: AgentState, ctx: EpisodeContext, tool_options: dict[str, Tool]
+) -> str | None:
+    """Under ``agent.tool_policy = follow``: the first offered tool (they come most relevant
+    first) that is useful enough and whose instantiation has not run in this episode."""
+    agent = ctx.settings.agent
+    if agent.tool_policy != "follow":
+        return None
+    ran = {s.get("tool_call") for s in state.get("steps", [])}
+    for option, tool in tool_options.items():
+        if option not in ran and tool.utility >= agent.tool_min_utility:
+            return option
+    return None
 
 
 def _limit_update(state: AgentState, step_count: int) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from agent.nodes.executor import TOOL_PREFIX
 from benchmarks.envs.base import Env
 from memory import HashingEmbedder, MemoryStore
 from toolsmith import InProcessToolRegistry, Tool, Toolsmith
+from toolsmith.models import ToolUse
 
 
 def kitchen(env_id: str, seed: int) -> Env:
@@ -92,3 +93,75 @@ def test_a_later_slot_is_filled_from_the_admissible_actions_when_it_runs(
         r = a.run(KitchenEnv(1))
     assert r.success and r.steps == 1
     assert [s.action for s in r.trajectory] == ["take red apple", "slice red apple", "prepare meal"]
+
+
+def never_tools(kind: str, prompt: str, options: Sequence[str] | type[BaseModel] | None) -> str:
+    """A weak model: it never picks a tool (the first non-tool option, or 'look')."""
+    if kind != "choose":
+        return ""
+    assert isinstance(options, list)
+    return next((o for o in options if not o.startswith(TOOL_PREFIX)), "look")
+
+
+def test_follow_tool_policy_runs_an_offered_tool_without_asking_the_llm(
+    evolvent_home: Path,
+) -> None:
+    smith = Toolsmith(InProcessToolRegistry(HashingEmbedder()), env_factory=kitchen)
+    smith.registry.register(
+        Tool(
+            name="take_slice_cook",
+            kind="macro",
+            doc="take an item, slice it, prepare the meal",
+            steps=["take {X}", "slice {Y}", "prepare meal"],
+            slots=["X", "Y"],
+        )
+    )
+    store = MemoryStore.in_memory(HashingEmbedder())
+    settings = load_settings(None, home=str(evolvent_home))
+    settings.limits.max_steps = 4
+    settings.agent.tool_policy = "follow"
+    llm = ScriptedLLM(responder=never_tools)
+    with Agent(settings, llm=llm, memory=store, embedder=store.embedder, toolsmith=smith) as a:
+        r = a.run(KitchenEnv(1))
+    first = r.trajectory[0]
+    assert first.source == "tool" and first.tool == "take_slice_cook"
+    # Each instantiation runs at most once per episode: later tool steps bind other items.
+    by_step = {s.index: s.tool_call for s in r.trajectory if s.tool_call}
+    calls = list(by_step.values())
+    assert len(calls) == len(set(calls)) >= 1
+    tool = smith.registry.get("take_slice_cook")
+    assert tool is not None and tool.uses == len(set(calls))
+
+
+def test_follow_tool_policy_off_leaves_tools_to_the_llm(evolvent_home: Path) -> None:
+    smith = Toolsmith(InProcessToolRegistry(HashingEmbedder()), env_factory=kitchen)
+    smith.registry.register(
+        Tool(
+            name="t",
+            kind="macro",
+            doc="take then slice",
+            steps=["take {X}", "slice {X}"],
+            slots=["X"],
+        )
+    )
+    store = MemoryStore.in_memory(HashingEmbedder())
+    settings = load_settings(None, home=str(evolvent_home))
+    settings.limits.max_steps = 2
+    llm = ScriptedLLM(responder=never_tools)
+    with Agent(settings, llm=llm, memory=store, embedder=store.embedder, toolsmith=smith) as a:
+        r = a.run(KitchenEnv(1))
+    assert all(s.source == "llm" and s.tool is None for s in r.trajectory)
+    tool = smith.registry.get("t")
+    assert tool is not None and tool.uses == 0
+
+
+def test_a_tool_that_keeps_failing_is_disabled_with_its_reason() -> None:
+    smith = Toolsmith(InProcessToolRegistry(HashingEmbedder()), env_factory=kitchen)
+    smith.registry.register(Tool(name="bad", kind="macro", doc="d", steps=["a", "b"]))
+    failed = ToolUse(name="bad", actions_run=["a"], completed=False, reward=0.0, planned=["a", "b"])
+    for n in range(1, 7):
+        tool = smith.record(failed)
+        assert tool is not None
+        assert tool.status == ("disabled" if n == 6 else "active")
+    assert tool.reason is not None and tool.reason.startswith("auto-disabled: utility 0.12")
+    assert smith.offer("anything", ["a"]) == []
