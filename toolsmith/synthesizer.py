@@ -283,12 +283,15 @@ class Toolsmith:
         return call_code_tool(box, tool, observation, admissible, self.config.code_timeout_s)
 
     def record(self, use: ToolUse) -> Tool | None:
-        """Count a use, keep what it says for the doc, rewrite the doc when due."""
+        """Count a use, keep what it says for the doc, rewrite the doc when due, and disable a
+        tool whose utility stays low."""
         self.counter.add_invocation()
         tool = self.registry.record_use(use, classify(use))
         if tool is None:
             return None
         cfg = self.config
+        if cfg.doc_every > 0 and tool.pending_failures >= cfg.doc_every:
+            tool = refine_doc(self.registry, tool.name, self.llm, cfg.doc_every) or tool
         if (
             cfg.disable_after
             and tool.uses >= cfg.disable_after
@@ -299,9 +302,4 @@ class Toolsmith:
                 f"(below {cfg.disable_below:g}; {tool.failures} did not complete)"
             )
             return self.registry.set_status(tool.name, "disabled", reason)
-        if cfg.doc_every <= 0:
-            return tool
-        if tool.pending_failures >= self.config.doc_every:
-            refined = refine_doc(self.registry, tool.name, self.llm, self.config.doc_every)
-            return refined or self.registry.get(tool.name)
-        return tool
+        return self.registry.get(tool.name) or tool
