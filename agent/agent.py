@@ -11,6 +11,13 @@ from langchain_core.runnables import RunnableConfig
 
 from agent.checkpoint import CheckpointStore, EpisodeRow
 from agent.config import Settings, load_settings
+from agent.deferred import (
+    PlayedEpisode,
+    ToolUseRecorder,
+    apply_learning,
+    exploring_view,
+    tool_journal,
+)
 from agent.errors import ResumeError
 from agent.graph import CompiledAgent, build_graph, recursion_limit
 from agent.llm.base import LLMClient
@@ -109,72 +116,75 @@ class Agent:
         index: int = 0,
     ) -> EpisodeResult:
         """Play one episode: an ``Env``, an env id (``textworld:cooking``) or a task text."""
-        env = self._env_for(task_or_env, seed)
-        thread_id = thread_id or new_thread_id()
-        cfg = self._config(thread_id, max_steps)
-        if self.graph.get_state(cfg).values:
-            raise ResumeError(
-                f"thread {thread_id!r} already exists; resume it with `evolvent run --resume "
-                f"{thread_id}` or pick another --thread-id"
-            )
-        limits = self.settings.limits
-        row = EpisodeRow(
-            thread_id=thread_id,
-            run_id=run_id or thread_id,
-            idx=index,
-            env=env.env_id,
-            seed=env.seed,
-            status="running",
+        env, initial, cfg, row, started = self._start(
+            task_or_env, seed, thread_id, max_steps, token_budget, run_id, index
         )
-        self.checkpoints.put_episode(row)
-        started = time.perf_counter()
-        obs = env.reset()
-        reset_s = time.perf_counter() - started
-        initial: AgentState = {
-            "thread_id": thread_id,
-            "env_id": env.env_id,
-            "seed": env.seed,
-            "task": obs.task,
-            "first_observation": obs.text,
-            "observation": obs.text,
-            "admissible": list(obs.admissible),
-            "score": obs.info.score,
-            "max_score": obs.info.max_score,
-            "won": False,
-            "lost": False,
-            "done": False,
-            "stop_reason": None,
-            "steps": [],
-            "step_count": 0,
-            "reflections": [],
-            "max_steps": max_steps or limits.max_steps,
-            "token_budget": token_budget or limits.token_budget,
-            "env_s": reset_s,
-        }
-        result = self._drive(initial, cfg, env, row, started, on_step)
+        values = self._drive(initial, cfg, env, started, on_step, *self._live_parts())
+        result = self._finish(values, row)
         self._learn_between_episodes(result)
         return result
 
     def resume(self, thread_id: str, on_step: StepCallback | None = None) -> EpisodeResult:
         """Finish an episode whose process was killed, from its last checkpoint."""
-        cfg = self._config(thread_id, None)
-        snap = self.graph.get_state(cfg)
-        values: AgentState = snap.values  # type: ignore[assignment]
-        if not values:
-            raise ResumeError(f"no episode with thread id {thread_id!r} in {self.checkpoints.path}")
-        row = self.checkpoints.episode(thread_id) or EpisodeRow(
-            thread_id=thread_id,
-            run_id=thread_id,
-            idx=0,
-            env=values.get("env_id", ""),
-            seed=values.get("seed", 0),
-            status="running",
-        )
-        if not snap.next:
+        cfg, values, row, pending = self._checkpointed(thread_id)
+        if not pending:
             return self._finish(values, row)
-        cfg = self._config(thread_id, values.get("max_steps"))
         env = self._replay(values)
-        result = self._drive(None, cfg, env, row, time.perf_counter(), on_step)
+        values = self._drive(None, cfg, env, time.perf_counter(), on_step, *self._live_parts())
+        result = self._finish(values, row)
+        self._learn_between_episodes(result)
+        return result
+
+    # -- deferred learning ------------------------------------------------------------
+
+    def play(
+        self,
+        task_or_env: str | Env,
+        *,
+        seed: int = 0,
+        thread_id: str | None = None,
+        max_steps: int | None = None,
+        token_budget: int | None = None,
+        on_step: StepCallback | None = None,
+        run_id: str | None = None,
+        index: int = 0,
+    ) -> PlayedEpisode:
+        """Play one episode like ``run()`` but write nothing; ``learn_from()`` learns later.
+
+        The episode reads memory and tools as they are now; ε-greedy exploration uses the
+        episode's own RNG (seeded by the thread id) and tool-use feedback is kept in the
+        result, so episodes played at the same time cannot influence each other.
+        """
+        env, initial, cfg, row, started = self._start(
+            task_or_env, seed, thread_id, max_steps, token_budget, run_id, index
+        )
+        tool_journal(self.settings.checkpoint_path, row.thread_id).unlink(missing_ok=True)
+        return self._play(row.thread_id, initial, cfg, env, row, started, on_step)
+
+    def resume_play(self, thread_id: str, on_step: StepCallback | None = None) -> PlayedEpisode:
+        """Finish an episode started by ``play()`` whose process was killed, writing nothing;
+        returns it whole (the tool feedback of the steps before the kill included)."""
+        cfg, values, row, pending = self._checkpointed(thread_id)
+        if not pending:
+            self._finish(values, row)
+            journal = tool_journal(self.settings.checkpoint_path, thread_id)
+            recorded = ToolUseRecorder(self.toolsmith, journal)
+            return PlayedEpisode(
+                state=dict(values), tool_uses=recorded.uses, tool_offers=recorded.offers
+            )
+        env = self._replay(values)
+        return self._play(thread_id, None, cfg, env, row, time.perf_counter(), on_step)
+
+    def learn_from(self, played: PlayedEpisode) -> EpisodeResult:
+        """Make the writes ``played`` would have made had it learned as it ran, in the same
+        order: tool-use feedback, the reflector's memory writes, the tool-synthesizer's
+        mining (all as the settings allow), then distillation and mistake notes.
+
+        Returns the episode's result as ``run()`` would have: with the ids it wrote, and the
+        LLM, memory and wall time of the writes that the graph would have counted.
+        """
+        state = apply_learning(played, self.memory, self.toolsmith, self.settings, self.llm)
+        result = EpisodeResult.from_state(state, success_of(state))
         self._learn_between_episodes(result)
         return result
 
@@ -264,21 +274,122 @@ class Agent:
             )
         return env
 
-    def _drive(
+    def _start(
         self,
+        task_or_env: str | Env,
+        seed: int,
+        thread_id: str | None,
+        max_steps: int | None,
+        token_budget: int | None,
+        run_id: str | None,
+        index: int,
+    ) -> tuple[Env, AgentState, RunnableConfig, EpisodeRow, float]:
+        """Open the environment and the episode's row; the graph's initial state."""
+        env = self._env_for(task_or_env, seed)
+        thread_id = thread_id or new_thread_id()
+        cfg = self._config(thread_id, max_steps)
+        if self.graph.get_state(cfg).values:
+            raise ResumeError(
+                f"thread {thread_id!r} already exists; resume it with `evolvent run --resume "
+                f"{thread_id}` or pick another --thread-id"
+            )
+        limits = self.settings.limits
+        row = EpisodeRow(
+            thread_id=thread_id,
+            run_id=run_id or thread_id,
+            idx=index,
+            env=env.env_id,
+            seed=env.seed,
+            status="running",
+        )
+        self.checkpoints.put_episode(row)
+        started = time.perf_counter()
+        obs = env.reset()
+        reset_s = time.perf_counter() - started
+        initial: AgentState = {
+            "thread_id": thread_id,
+            "env_id": env.env_id,
+            "seed": env.seed,
+            "task": obs.task,
+            "first_observation": obs.text,
+            "observation": obs.text,
+            "admissible": list(obs.admissible),
+            "score": obs.info.score,
+            "max_score": obs.info.max_score,
+            "won": False,
+            "lost": False,
+            "done": False,
+            "stop_reason": None,
+            "steps": [],
+            "step_count": 0,
+            "reflections": [],
+            "max_steps": max_steps or limits.max_steps,
+            "token_budget": token_budget or limits.token_budget,
+            "env_s": reset_s,
+        }
+        return env, initial, cfg, row, started
+
+    def _checkpointed(self, thread_id: str) -> tuple[RunnableConfig, AgentState, EpisodeRow, bool]:
+        """A checkpointed episode: its config, state, row, and whether nodes are left."""
+        cfg = self._config(thread_id, None)
+        snap = self.graph.get_state(cfg)
+        values: AgentState = snap.values  # type: ignore[assignment]
+        if not values:
+            raise ResumeError(f"no episode with thread id {thread_id!r} in {self.checkpoints.path}")
+        row = self.checkpoints.episode(thread_id) or EpisodeRow(
+            thread_id=thread_id,
+            run_id=thread_id,
+            idx=0,
+            env=values.get("env_id", ""),
+            seed=values.get("seed", 0),
+            status="running",
+        )
+        return self._config(thread_id, values.get("max_steps")), values, row, bool(snap.next)
+
+    def _live_parts(self) -> tuple[MemoryStore, Toolsmith, Settings]:
+        """What an episode that learns as it runs reads and writes."""
+        return self.memory, self.toolsmith, self.settings
+
+    def _play(
+        self,
+        thread_id: str,
         initial: AgentState | None,
         cfg: RunnableConfig,
         env: Env,
         row: EpisodeRow,
         started: float,
         on_step: StepCallback | None,
-    ) -> EpisodeResult:
+    ) -> PlayedEpisode:
+        """Drive the graph with learning off, on a private exploration RNG and tool recorder."""
+        frozen = self.settings.model_copy(deep=True)
+        frozen.agent.learn = False
+        recorder = ToolUseRecorder(
+            self.toolsmith, tool_journal(self.settings.checkpoint_path, thread_id)
+        )
+        memory = exploring_view(self.memory, thread_id)
+        values = self._drive(initial, cfg, env, started, on_step, memory, recorder, frozen)
+        self._finish(values, row)
+        return PlayedEpisode(
+            state=dict(values), tool_uses=recorder.uses, tool_offers=recorder.offers
+        )
+
+    def _drive(
+        self,
+        initial: AgentState | None,
+        cfg: RunnableConfig,
+        env: Env,
+        started: float,
+        on_step: StepCallback | None,
+        memory: MemoryStore,
+        toolsmith: Toolsmith,
+        settings: Settings,
+    ) -> AgentState:
         ctx = EpisodeContext(
             env=env,
             llm=self.llm,
-            memory=self.memory,
-            toolsmith=self.toolsmith,
-            settings=self.settings,
+            memory=memory,
+            toolsmith=toolsmith,
+            settings=settings,
             invocation=uuid.uuid4().hex,
             started=started,
         )
@@ -298,7 +409,7 @@ class Agent:
         # The last checkpoint write happened after the last node measured its time.
         if values.get("tick_owner") == ctx.invocation:
             values["wall_s"] = values.get("wall_s", 0.0) + time.perf_counter() - values["tick"]
-        return self._finish(values, row)
+        return values
 
     def _finish(self, values: AgentState, row: EpisodeRow) -> EpisodeResult:
         result = EpisodeResult.from_state(values, success_of(values))

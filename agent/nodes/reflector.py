@@ -17,6 +17,7 @@ from agent.stall import describe_loop
 from agent.state import AgentState, EpisodeContext
 from agent.stepmemory import samples
 from memory.records import Provenance
+from memory.store import MemoryStore
 
 
 def reflector(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
@@ -53,17 +54,23 @@ def success_of(state: AgentState) -> bool:
 
 
 def _reflect_final(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
-    success = success_of(state)
     if not ctx.settings.agent.learn:
         return {"finished": True, "memories_written": []}
     with ctx.memory_time():
-        return _write_memories(state, ctx, success)
+        written = write_memories(state, ctx.memory, ctx.settings.agent.state_window)
+    return {"finished": True, "memories_written": written}
 
 
-def _write_memories(state: AgentState, ctx: EpisodeContext, success: bool) -> dict[str, Any]:
+def write_memories(state: AgentState, mem: MemoryStore, state_window: int) -> list[str]:
+    """What a finished episode teaches memory; returns the ids written, in order.
+
+    Q update and votes for every memory a prompt contained, the episode as an episodic
+    memory, every step's action value. Shared by the reflector node and ``Agent.learn_from``
+    (learning deferred past the episode), so both make exactly the same writes.
+    """
+    success = success_of(state)
     reward = 1.0 if success else -1.0
     used = state.get("memories_used", [])
-    mem = ctx.memory
     mem.episodes.reinforce([i for i in used if i.startswith("ep-")], reward)
     mem.notes.vote([i for i in used if i.startswith("note-")], up=success)
     mem.experiences.vote([i for i in used if i.startswith("exp-")], up=success)
@@ -91,7 +98,5 @@ def _write_memories(state: AgentState, ctx: EpisodeContext, success: bool) -> di
             provenance=prov,
         )
     ]
-    written += mem.actions.learn(
-        samples(state, ctx.settings.agent.state_window), success, prov.model_copy()
-    )
-    return {"finished": True, "memories_written": list(dict.fromkeys(written))}
+    written += mem.actions.learn(samples(state, state_window), success, prov.model_copy())
+    return list(dict.fromkeys(written))

@@ -11,31 +11,16 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from benchmarks.harness.arms import ARM_NAMES, ARMS, arm_settings, frozen, with_overrides
-    from benchmarks.harness.runner import (
-        EPISODES_FILE,
-        ArmState,
-        Backends,
-        BenchRunner,
-        EpisodeLog,
-        default_backends,
-        run_bench,
-    )
+    from benchmarks.harness.backends import ArmState, Backends, default_backends
+    from benchmarks.harness.records import EPISODES_FILE, EpisodeLog
+    from benchmarks.harness.runner import BenchRunner, run_bench
     from benchmarks.harness.spec import PHASES, BenchSpec, BenchSpecError, parse_seeds
 
 _WHERE = {
     **dict.fromkeys(("ARM_NAMES", "ARMS", "arm_settings", "frozen", "with_overrides"), "arms"),
-    **dict.fromkeys(
-        (
-            "EPISODES_FILE",
-            "ArmState",
-            "Backends",
-            "BenchRunner",
-            "EpisodeLog",
-            "default_backends",
-            "run_bench",
-        ),
-        "runner",
-    ),
+    **dict.fromkeys(("ArmState", "Backends", "default_backends"), "backends"),
+    **dict.fromkeys(("EPISODES_FILE", "EpisodeLog"), "records"),
+    **dict.fromkeys(("BenchRunner", "run_bench"), "runner"),
     **dict.fromkeys(("PHASES", "BenchSpec", "BenchSpecError", "parse_seeds"), "spec"),
 }
 

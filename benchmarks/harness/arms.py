@@ -73,14 +73,17 @@ def full_overrides(base: Settings) -> dict[str, Any]:
     }
 
 
-def arm_settings(base: Settings, arm: str, state_dir: Path, repeat: int = 0) -> Settings:
+def arm_settings(
+    base: Settings, arm: str, state_dir: Path, repeat: int = 0, tag: str = ""
+) -> Settings:
     """Settings of ``arm`` whose learned state (memory, tools, checkpoints) lives in
-    ``state_dir`` under its own namespace."""
+    ``state_dir`` under its own namespace (``tag`` appended: one run's namespaces on a
+    Chroma server shared by several runs)."""
     overrides = full_overrides(base) if check_arm(arm) == "full" else dict(ARMS[arm])
     overrides.update(
         {
             "memory.path": state_dir / "memory",
-            "memory.namespace": f"bench-{arm}-r{repeat}",
+            "memory.namespace": f"bench-{arm}-r{repeat}" + (f"-{tag}" if tag else ""),
             "checkpoint_db": state_dir / "checkpoints.sqlite",
             # Games are shared: they are a pure function of the seed.
             "games_dir": base.games_path,

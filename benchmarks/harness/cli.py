@@ -53,9 +53,29 @@ def bench(
     concurrency: Annotated[
         int,
         typer.Option(
-            "--concurrency", min=1, help="Episodes at once in the frozen (held-out) phases."
+            "--concurrency",
+            min=1,
+            help="Episodes at once: the batch size N of the batch-synchronous schedule "
+            "(see above). 1 with the thread executor: the classic sequential stream.",
         ),
     ] = 1,
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor",
+            help="Where the episodes of a batch run: thread (worker threads here) or ray "
+            "(Ray tasks; memory at a Chroma server: memory.url, else one started for the "
+            "run in OUT/state/chroma).",
+        ),
+    ] = "thread",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="Ray cluster to join (e.g. ray://head:10001 or auto); unset: a local Ray "
+            "instance for the run.",
+        ),
+    ] = None,
     config: Annotated[
         Path | None,
         typer.Option("--config", help="TOML or YAML settings file (also EVOLVENT_CONFIG)."),
@@ -66,7 +86,15 @@ def bench(
     ] = None,
 ) -> None:
     """Benchmark the arms: held-out seeds frozen, a training stream, held-out seeds again;
-    writes OUT/episodes.jsonl (resumable), learning curves and report.md/json."""
+    writes OUT/episodes.jsonl (resumable), learning curves and report.md/json.
+
+    Schedule: with --concurrency 1 and the thread executor every episode learns as it ends.
+    Otherwise each phase runs in batches of N consecutive episodes: all episodes of a batch
+    play at once against the memory and tools left by the previous batch, writing nothing;
+    at the batch end their learning is applied in task order, exactly as each episode would
+    have applied it. Results for a given N do not depend on thread timing or executor.
+    A rerun with the same --out resumes, and must keep --executor and --concurrency.
+    """
     from agent.config import load_settings
     from benchmarks.harness.runner import run_bench
     from benchmarks.harness.spec import BenchSpec
@@ -82,6 +110,8 @@ def bench(
             repeats=repeats,
             max_steps=max_steps,
             concurrency=concurrency,
+            executor=executor,
+            ray_address=ray_address,
         )
         overrides: dict[str, Any] = {"llm.base_url": llm_url, "limits.max_steps": max_steps}
         settings = load_settings(config, **overrides)

@@ -1,23 +1,50 @@
 """Run a ``BenchSpec``: per repeat and arm, held-out seeds frozen, the stream, held-out again.
 
-Every episode is appended to ``OUT/episodes.jsonl`` as soon as it ends; a restart with the
-same ``OUT`` skips the episodes already there, and an episode killed half-way is resumed from
-its checkpoint (training episodes learn from it as if nothing had happened).
+Schedule — what an arm learns, and when
+---------------------------------------
+With the thread executor and ``--concurrency 1`` (the default) every phase is the classic
+stream: one episode after another, each learning as it ends (memory writes in the reflector
+node, tool mining in the tool-synthesizer, mistake notes and experiences between episodes).
 
-Concurrency is *batch-synchronous*: only the frozen phases (``pre``, ``post``) run several
-episodes at once, each worker thread with its own agent and LLM client (they share the
-server, the arm's memory and tools, which frozen episodes only read). The training stream
-is always one episode after another, so what an arm learns — and in what order — never
-depends on thread timing.
+Otherwise (``--concurrency N`` above 1, or ``--executor ray``) every phase is cut into
+batches of N consecutive episodes — positions ``b·N … b·N+N−1`` of the phase, so batches do
+not move when a run is resumed — and runs *batch-synchronously with deferred learning*:
+
+1. the episodes of a batch play at the same time (``Agent.play``), on worker threads or as
+   Ray tasks. Each reads the arm's memory and tools as they were at the end of the previous
+   batch and writes nothing; ε-greedy exploration draws from the episode's own RNG, seeded
+   by its thread id;
+2. once all have ended, the driver applies their learning in task order
+   (``Agent.learn_from``): each episode's tool-use feedback, memory writes and tool mining,
+   then distillation and mistake notes — exactly the writes it would have made itself;
+3. each episode is logged as soon as its learning is applied.
+
+So what an arm learns for a fixed N never depends on thread timing or on where episodes run
+(threads and Ray give the same episodes), and N = 1 on threads is exactly the stream. Frozen
+phases (``pre``, ``post``) learn nothing either way; in batches their tool-use feedback still
+reaches the tools at the batch end, as in the stream it does after each episode.
+
+Resume
+------
+An episode is appended to ``OUT/episodes.jsonl`` once its learning is applied; a rerun with
+the same ``OUT`` skips those. In a batch, each played episode is saved to ``OUT/pending/``
+before any learning of the batch is applied, so after a kill mid-batch a resume learns from
+the saved episodes (once each, in order, then logs them) instead of playing them again
+against memory that has moved on. An episode killed half-way is resumed from its checkpoint
+(threads: the file of its batch slot; Ray: played again from the start). The one window left
+is a kill inside the learning of one episode (between its writes and its log line): a
+resume applies that episode's writes again, as a kill inside the stream's reflector node
+would.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,121 +61,23 @@ from rich.progress import (
 
 from agent.agent import Agent
 from agent.config import Settings
-from agent.llm.base import LLMClient
+from agent.deferred import PlayedEpisode
+from agent.errors import ConfigError
 from agent.result import EpisodeResult
 from benchmarks.harness.arms import arm_settings, frozen, with_overrides
+from benchmarks.harness.backends import ArmState, Backends, default_backends
+from benchmarks.harness.players import Player, PlayJob, ThreadPlayer
+from benchmarks.harness.records import (
+    EPISODES_FILE,
+    PENDING_DIR,
+    EpisodeKey,
+    EpisodeLog,
+    PendingEpisodes,
+    RunInfo,
+    key_name,
+    key_of,
+)
 from benchmarks.harness.spec import PHASES, BenchSpec
-from memory.embeddings import Embedder, default_embedder
-from memory.store import MemoryStore
-from toolsmith.synthesizer import Toolsmith
-
-EPISODES_FILE = "episodes.jsonl"
-EpisodeKey = tuple[str, int, str, int]
-"""``(arm, repeat, phase, index)``: one episode of a benchmark."""
-
-
-def key_of(record: dict[str, Any]) -> EpisodeKey:
-    return (str(record["arm"]), int(record["repeat"]), str(record["phase"]), int(record["index"]))
-
-
-class EpisodeLog:
-    """``episodes.jsonl``: one JSON object per finished episode, appended and flushed."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-
-    def load(self) -> dict[EpisodeKey, dict[str, Any]]:
-        """Episodes already recorded; a line cut short by a kill is ignored."""
-        done: dict[EpisodeKey, dict[str, Any]] = {}
-        if not self.path.is_file():
-            return done
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-                done[key_of(record)] = record
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                continue
-        return done
-
-    def append(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, sort_keys=True)
-        with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a+", encoding="utf-8") as f:
-                # A killed writer may have left a line without its newline: start afresh.
-                f.seek(0, 2)
-                if f.tell():
-                    f.seek(f.tell() - 1)
-                    if f.read(1) != "\n":
-                        f.write("\n")
-                f.write(line + "\n")
-                f.flush()
-
-
-@dataclass
-class ArmState:
-    """What one arm learns in one repeat: its memory store and its tools."""
-
-    memory: MemoryStore
-    toolsmith: Toolsmith
-    closers: list[Callable[[], None]] = field(default_factory=list)
-
-    def counts(self) -> dict[str, int]:
-        stats = dict(self.memory.stats())
-        stats["tool"] = len(self.toolsmith.registry.list_tools())
-        return stats
-
-    def close(self) -> None:
-        for close in self.closers:
-            close()
-
-
-OpenState = Callable[[Settings, Path], ArmState]
-"""``(arm settings, state dir) -> ArmState``: open (or reopen, on resume) an arm's state."""
-MakeLLM = Callable[[Settings], LLMClient]
-"""A fresh LLM client per worker; clients share the server, never each other."""
-
-
-@dataclass
-class Backends:
-    """How the runner gets state and LLM clients; tests inject in-memory fakes."""
-
-    open_state: OpenState
-    make_llm: MakeLLM
-
-
-def default_backends() -> Backends:
-    """Persistent Chroma memory + SQLite tools per arm, and ``make_client`` per worker."""
-    embedder: list[Embedder] = []
-    lock = threading.Lock()
-
-    def shared_embedder() -> Embedder:
-        with lock:  # one embedding model for all arms
-            if not embedder:
-                embedder.append(default_embedder())
-            return embedder[0]
-
-    def open_state(settings: Settings, state_dir: Path) -> ArmState:
-        from toolsmith.sqlite_registry import SqliteToolRegistry
-
-        emb = shared_embedder()
-        mcfg = settings.memory
-        store = MemoryStore.open(
-            path=None if mcfg.url else settings.memory_path,
-            url=mcfg.url,
-            namespace=mcfg.namespace,
-            embedder=emb,
-        )
-        registry = SqliteToolRegistry(state_dir / "tools.sqlite", emb, mcfg.namespace)
-        return ArmState(store, Toolsmith(registry), [registry.close, store.close])
-
-    def make_llm(settings: Settings) -> LLMClient:
-        from agent.llm.factory import make_client
-
-        return make_client(settings.llm)[0]
-
-    return Backends(open_state, make_llm)
 
 
 @dataclass
@@ -174,7 +103,9 @@ class BenchRunner:
         self.backends = backends or default_backends()
         self.console = console or Console(stderr=True)
         self.log = EpisodeLog(spec.out / EPISODES_FILE)
+        self.pending = PendingEpisodes(spec.out / PENDING_DIR)
         self.records = self.log.load()
+        self.info: RunInfo | None = None
         self._progress: Progress | None = None
         self._bar: TaskID | None = None
 
@@ -188,6 +119,10 @@ class BenchRunner:
 
     def run(self) -> list[dict[str, Any]]:
         self.spec.out.mkdir(parents=True, exist_ok=True)
+        self.info = RunInfo.settle(self.spec.out, self.spec, started=bool(self.records))
+        self.console.print(
+            f"schedule: {self.spec.schedule}; executor: {self.spec.executor}", highlight=False
+        )
         self._prepare_games()
         progress = Progress(
             TextColumn("{task.description}"),
@@ -199,25 +134,30 @@ class BenchRunner:
             console=self.console,
             disable=not self.console.is_terminal,
         )
-        with progress:
-            self._progress = progress
-            self._bar = progress.add_task("benchmark", total=self.total(), completed=0)
-            progress.update(self._bar, completed=len(self._wanted_done()))
-            for repeat in range(self.spec.repeats):
-                for arm in self.spec.arms:
-                    self._run_arm(arm, repeat)
+        with ExitStack() as services:
+            if self.spec.executor == "ray" and self._wanted_done() != self._wanted():
+                self.base = self._ray_services(services)
+            with progress:
+                self._progress = progress
+                self._bar = progress.add_task("benchmark", total=self.total(), completed=0)
+                progress.update(self._bar, completed=len(self._wanted_done()))
+                for repeat in range(self.spec.repeats):
+                    for arm in self.spec.arms:
+                        self._run_arm(arm, repeat)
         return [self.records[k] for k in sorted(self.records, key=_order)]
 
-    def _wanted_done(self) -> set[EpisodeKey]:
+    def _wanted(self) -> set[EpisodeKey]:
         s = self.spec
-        wanted = {
+        return {
             (arm, r, job.phase, job.index)
             for r in range(s.repeats)
             for arm in s.arms
             for phase in PHASES
             for job in self.jobs(r, phase)
         }
-        return wanted & set(self.records)
+
+    def _wanted_done(self) -> set[EpisodeKey]:
+        return self._wanted() & set(self.records)
 
     def _prepare_games(self) -> None:
         from benchmarks.envs.registry import pregenerate
@@ -225,6 +165,28 @@ class BenchRunner:
         seeds = [*self.spec.train_seeds, *self.spec.test_seeds]
         with self.console.status(f"preparing {self.spec.env} games"):
             pregenerate(self.spec.env, seeds, self.base.games_path)
+
+    def _ray_services(self, stack: ExitStack) -> Settings:
+        """Ray tasks reach memory and the LLM over the network: a Chroma server (started
+        here, data in ``OUT/state/chroma``, unless ``memory.url`` names one) and an endpoint
+        (the embedded one, unless ``llm.base_url`` is set). Both stop when the run ends."""
+        from benchmarks.harness.ray_player import ray_session
+        from benchmarks.harness.services import chroma_server
+
+        base = self.base
+        if not base.memory.url:
+            with self.console.status("starting a Chroma server for the Ray workers"):
+                url = stack.enter_context(chroma_server(self.spec.out / "state" / "chroma"))
+            base = with_overrides(base, {"memory.url": url})
+        if not base.llm.base_url:
+            from agent.llm.embedded import shared_server
+
+            server = shared_server(base.llm)
+            stack.callback(server.close)
+            base = with_overrides(base, {"llm.base_url": server.base_url})
+        with self.console.status(f"starting Ray ({self.spec.ray_address or 'local'})"):
+            stack.enter_context(ray_session(self.spec.ray_address))
+        return base
 
     def _run_arm(self, arm: str, repeat: int) -> None:
         todo = {
@@ -238,26 +200,35 @@ class BenchRunner:
         if not any(todo.values()):
             return
         state_dir = self.spec.out / "state" / f"r{repeat}" / arm
-        settings = arm_settings(self.base, arm, state_dir, repeat)
+        tag = self.info.tag if self.info is not None and self.base.memory.url else ""
+        settings = arm_settings(self.base, arm, state_dir, repeat, tag)
         state = self.backends.open_state(settings, state_dir)
         try:
             for phase in PHASES:
                 if not todo[phase]:
                     continue
                 self._describe(f"{arm} r{repeat} {phase}")
-                if phase == "train":
+                phase_settings = settings if phase == "train" else frozen(settings)
+                if self.spec.batched:
+                    self._batched(arm, repeat, phase, phase_settings, state, state_dir)
+                elif phase == "train":
                     self._train(arm, repeat, settings, state, todo[phase])
                 else:
-                    self._frozen(arm, repeat, phase, frozen(settings), state, todo[phase])
+                    self._frozen(arm, repeat, phase, phase_settings, state, todo[phase])
         finally:
             state.close()
 
     def _open_agent(
-        self, settings: Settings, state: ArmState, db: Path
+        self, settings: Settings, state: ArmState, db: Path, *, tools_llm: bool = False
     ) -> tuple[Agent, Callable[[], None]]:
-        """An agent on the arm's state with its own LLM client and checkpoint file."""
-        llm = self.backends.make_llm(settings)
+        """An agent on the arm's state with its own LLM client and checkpoint file.
+
+        ``tools_llm``: the toolsmith rewrites docs and writes code tools with this agent's
+        client (as an agent that owns its toolsmith does), not with one closed earlier."""
         s = with_overrides(settings, {"checkpoint_db": db})
+        llm = self.backends.make_llm(s)
+        if tools_llm:
+            state.toolsmith.llm = llm
         agent = Agent(
             s,
             llm=llm,
@@ -272,10 +243,12 @@ class BenchRunner:
 
         return agent, close
 
+    # -- the stream (thread executor, concurrency 1) -------------------------------------
+
     def _train(
         self, arm: str, repeat: int, settings: Settings, state: ArmState, jobs: list[_Job]
     ) -> None:
-        agent, close = self._open_agent(settings, state, settings.checkpoint_path)
+        agent, close = self._open_agent(settings, state, settings.checkpoint_path, tools_llm=True)
         try:
             for job in jobs:
                 self._play(agent, arm, repeat, job, state)
@@ -300,7 +273,7 @@ class BenchRunner:
             if agent is None:
                 with lock:  # worker n checkpoints into its own file: no SQLite contention
                     db = settings.checkpoint_path.with_name(f"{phase}-w{len(closers)}.sqlite")
-                    agent, close = self._open_agent(settings, state, db)
+                    agent, close = self._open_agent(settings, state, db, tools_llm=not closers)
                     closers.append(close)
                 local.agent = agent
             return agent
@@ -317,7 +290,7 @@ class BenchRunner:
                 close()
 
     def _play(self, agent: Agent, arm: str, repeat: int, job: _Job, state: ArmState) -> None:
-        tid = f"{arm}-r{repeat}-{job.phase}-{job.index}"
+        tid = key_name((arm, repeat, job.phase, job.index))
         result: EpisodeResult
         if agent.has_checkpoint(tid):
             result = agent.resume(tid)  # killed half-way (or just before it was recorded)
@@ -330,6 +303,110 @@ class BenchRunner:
                 run_id=f"{arm}-r{repeat}-{job.phase}",
                 index=job.index,
             )
+        self._record(arm, repeat, job, result, state)
+
+    # -- batches with deferred learning (concurrency > 1, or Ray) -------------------------
+
+    def _batched(
+        self,
+        arm: str,
+        repeat: int,
+        phase: str,
+        settings: Settings,
+        state: ArmState,
+        state_dir: Path,
+    ) -> None:
+        jobs = self.jobs(repeat, phase)  # all of them: batch bounds never move on resume
+        n = self.spec.concurrency
+        learner, close_learner = self._open_agent(
+            settings, state, settings.checkpoint_path, tools_llm=True
+        )
+        try:
+            with self._player(settings, state, state_dir, phase) as player:
+                for b in range(0, len(jobs), n):
+                    batch = []
+                    for job in jobs[b : b + n]:
+                        if self._key(arm, repeat, job) in self.records:
+                            self.pending.drop(self._key(arm, repeat, job))  # logged: stale
+                        else:
+                            batch.append(job)
+                    if not batch:
+                        continue
+                    self._describe(
+                        f"{arm} r{repeat} {phase} batch {b // n + 1}/{math.ceil(len(jobs) / n)}"
+                    )
+                    played = self._play_batch(arm, repeat, batch, player, b)
+                    for job in batch:  # task order
+                        result = learner.learn_from(played[job.index])
+                        self._record(arm, repeat, job, result, state)
+                        self.pending.drop(self._key(arm, repeat, job))
+        finally:
+            close_learner()
+
+    @contextmanager
+    def _player(
+        self, settings: Settings, state: ArmState, state_dir: Path, phase: str
+    ) -> Iterator[Player]:
+        player: Player
+        if self.spec.executor == "ray":
+            from benchmarks.harness.ray_player import RayPlayer
+
+            if getattr(state.memory.backend, "location", None) != settings.memory.url:
+                raise ConfigError(
+                    "the Ray executor needs each arm's memory on the Chroma server at "
+                    f"memory.url ({settings.memory.url}), where its workers read it"
+                )
+            player = RayPlayer(settings, state.toolsmith, state.memory.embedder.name)
+        else:
+            player = ThreadPlayer(
+                lambda db: self._open_agent(settings, state, db),
+                lambda slot: state_dir / f"{phase}-w{slot}.sqlite",
+                self.spec.concurrency,
+            )
+        try:
+            yield player
+        finally:
+            player.close()
+
+    def _play_batch(
+        self, arm: str, repeat: int, batch: list[_Job], player: Player, first: int
+    ) -> dict[int, PlayedEpisode]:
+        """Every episode of ``batch`` played (or loaded from ``OUT/pending``), by index."""
+        played: dict[int, PlayedEpisode] = {}
+        to_play: list[PlayJob] = []
+        for job in batch:
+            key = self._key(arm, repeat, job)
+            saved = self.pending.load(key)
+            if saved is not None:
+                played[job.index] = saved
+                continue
+            to_play.append(
+                PlayJob(
+                    thread_id=key_name(key),
+                    env=self.spec.env,
+                    seed=job.seed,
+                    index=job.index,
+                    run_id=f"{arm}-r{repeat}-{job.phase}",
+                    max_steps=self.spec.max_steps,
+                    slot=job.index - first,
+                )
+            )
+        by_thread = {j.thread_id: j for j in to_play}
+        for episode in player.play(to_play):
+            job_spec = by_thread[episode.thread_id]
+            self.pending.save((arm, repeat, batch[0].phase, job_spec.index), episode)
+            played[job_spec.index] = episode
+        return played
+
+    # -- bookkeeping -----------------------------------------------------------------------
+
+    @staticmethod
+    def _key(arm: str, repeat: int, job: _Job) -> EpisodeKey:
+        return (arm, repeat, job.phase, job.index)
+
+    def _record(
+        self, arm: str, repeat: int, job: _Job, result: EpisodeResult, state: ArmState
+    ) -> None:
         record: dict[str, Any] = {
             "arm": arm,
             "repeat": repeat,

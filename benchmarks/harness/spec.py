@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from agent.errors import ConfigError
-from benchmarks.envs.registry import ENV_IDS
+from benchmarks.envs.registry import is_env_id, unknown_env
 from benchmarks.harness.arms import ARM_NAMES, check_arm
 
 PHASES: tuple[str, ...] = ("pre", "train", "post")
@@ -60,13 +61,18 @@ class BenchSpec(BaseModel):
     max_steps: int | None = Field(default=None, ge=1)
     """Step limit per episode (unset: the settings' ``limits.max_steps``)."""
     concurrency: int = Field(default=1, ge=1, le=256)
-    """Episodes played at once in the frozen phases; the training stream is sequential."""
+    """Episodes played at once: the batch size of the batch-synchronous schedule (1 with the
+    thread executor: the classic stream, every episode learning as it ends)."""
+    executor: Literal["thread", "ray"] = "thread"
+    """Where the episodes of a batch run: worker threads of this process, or Ray tasks."""
+    ray_address: str | None = None
+    """Ray cluster to join (``ray.init(address=...)``); unset: a local Ray instance."""
 
     @field_validator("env")
     @classmethod
     def _env_ok(cls, v: str) -> str:
-        if v.split(":level=")[0] not in ENV_IDS:
-            raise BenchSpecError(f"unknown environment {v!r}; valid ids: {', '.join(ENV_IDS)}")
+        if not is_env_id(v):
+            raise BenchSpecError(str(unknown_env(v)))
         return v
 
     @field_validator("arms")
@@ -88,7 +94,21 @@ class BenchSpec(BaseModel):
             raise BenchSpecError(
                 f"test seeds must be held out, but {shared[:5]} are also training seeds"
             )
+        if self.ray_address is not None and self.executor != "ray":
+            raise BenchSpecError("--ray-address needs --executor ray")
         return self
+
+    @property
+    def batched(self) -> bool:
+        """Batch-synchronous schedule with deferred learning (else: the classic stream)."""
+        return self.executor == "ray" or self.concurrency > 1
+
+    @property
+    def schedule(self) -> str:
+        """The schedule in words (it decides what an arm learns, so a resume must keep it)."""
+        if not self.batched:
+            return "stream (each episode learns as it ends)"
+        return f"batches of {self.concurrency} (learning applied at batch ends, in task order)"
 
     @classmethod
     def parse(
@@ -102,9 +122,13 @@ class BenchSpec(BaseModel):
         repeats: int = 1,
         max_steps: int | None = None,
         concurrency: int = 1,
+        executor: str = "thread",
+        ray_address: str | None = None,
     ) -> BenchSpec:
         """From CLI strings (``--arms frozen,full``); raises ``BenchSpecError`` (one line)."""
         arm_list = [a.strip() for a in arms.split(",") if a.strip()]
+        if executor not in ("thread", "ray"):
+            raise BenchSpecError(f"unknown executor {executor!r}; valid: thread, ray")
         try:
             return cls(
                 env=env,
@@ -115,6 +139,8 @@ class BenchSpec(BaseModel):
                 out=out,
                 max_steps=max_steps,
                 concurrency=concurrency,
+                executor=executor,
+                ray_address=ray_address or None,
             )
         except ValidationError as e:
             # Our validators raise BenchSpecError (not a ValueError: pydantic lets it through);

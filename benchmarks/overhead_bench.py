@@ -1,0 +1,279 @@
+"""Framework overhead with an instant LLM: where an episode's wall time goes, and episodes/s.
+
+    .venv/bin/python -m benchmarks.overhead_bench
+    .venv/bin/python -m benchmarks.overhead_bench --envs toy:keys --embedders hashing --json
+
+The LLM is the instant scripted endpoint of ``benchmarks.harness.endpoint`` (a subprocess on
+loopback, answering every completion at once and validly: a hash of the prompt picks among
+the admissible actions), reached through the agent's real client (``llm.base_url``: litellm
+over HTTP). So an episode's time is its LLM calls (the client's round trips, near zero on
+the server side), the environment's steps, and everything else: memory (embedding and
+vector-store work), graph, checkpoints, prompts — the framework's own cost.
+
+Every configuration (environment × embedder × concurrency) runs ``evolvent bench``'s harness
+(one arm, default ``full``: every memory kind and tools on) in a fresh directory, so memory
+starts empty each time; games are generated, the endpoint started, litellm imported and the
+embedder loaded before any timing. Columns: per-episode accounting summed over the run's
+episodes (``EpisodeResult``: wall, LLM, env, memory seconds); ``overhead %`` = the share of
+wall time outside the LLM and the environment (memory included); ``memory %`` that part
+spent in memory; ``framework %`` the rest (graph, checkpoints, prompts); ``ms/step`` wall per
+executor step; ``episodes/s`` over the whole harness run (learning between episodes and
+the batch schedule included) — with ``--concurrency 1`` (the stream) and 4 (batches of 4).
+``--llm-delay-ms`` gives every completion a latency, to see what concurrency buys when the
+LLM, not the framework, is the bottleneck.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from agent.config import Settings, load_settings
+from agent.errors import EvolventError
+
+EMBEDDERS = ("hashing", "minilm")
+
+
+class Row(BaseModel):
+    """One configuration's totals."""
+
+    env: str
+    embedder: str
+    concurrency: int
+    episodes: int
+    steps: int
+    wall_s: float
+    llm_s: float
+    env_s: float
+    memory_s: float
+    overhead_pct: float
+    """Wall time outside the LLM and the environment (memory included), in %."""
+    memory_pct: float
+    framework_pct: float
+    """Wall time outside the LLM, the environment and memory, in %."""
+    ms_per_step: float
+    elapsed_s: float
+    """Wall clock of the whole harness run."""
+    episodes_per_s: float
+
+
+def aggregate(
+    records: Sequence[dict[str, Any]], env: str, embedder: str, concurrency: int, elapsed: float
+) -> Row:
+    """Sum the per-episode accounting of a harness run into a ``Row``."""
+    wall = sum(float(r["wall_s"]) for r in records)
+    llm = sum(float(r["llm_s"]) for r in records)
+    env_s = sum(float(r["env_s"]) for r in records)
+    mem = sum(float(r["memory_s"]) for r in records)
+    steps = sum(int(r["steps"]) for r in records)
+
+    def pct(x: float) -> float:
+        return round(100.0 * x / wall, 2) if wall > 0 else 0.0
+
+    return Row(
+        env=env,
+        embedder=embedder,
+        concurrency=concurrency,
+        episodes=len(records),
+        steps=steps,
+        wall_s=round(wall, 3),
+        llm_s=round(llm, 3),
+        env_s=round(env_s, 3),
+        memory_s=round(mem, 3),
+        overhead_pct=pct(max(0.0, wall - llm - env_s)),
+        memory_pct=pct(mem),
+        framework_pct=pct(max(0.0, wall - llm - env_s - mem)),
+        ms_per_step=round(1000.0 * wall / steps, 2) if steps else 0.0,
+        elapsed_s=round(elapsed, 3),
+        episodes_per_s=round(len(records) / elapsed, 3) if elapsed > 0 else 0.0,
+    )
+
+
+def _base(home: Path, url: str, games: Path, max_steps: int) -> Settings:
+    return load_settings(
+        None,
+        home=str(home),
+        games_dir=str(games),
+        **{"llm.base_url": url, "limits.max_steps": max_steps},
+    )
+
+
+def _warm_up(url: str, envs: Sequence[str], embedders: Sequence[str], games: Path) -> None:
+    """Pay the one-time costs before timing: litellm's import, the embedding model, the
+    environments' modules and games."""
+    from agent.config import LLMSettings
+    from agent.llm.factory import make_client
+    from benchmarks.envs.registry import make_env
+    from memory.embeddings import default_embedder
+
+    client, _ = make_client(LLMSettings(base_url=url))
+    try:
+        client.choose("warm up", ["a", "b"])
+    finally:
+        client.close()
+    if "minilm" in embedders:
+        default_embedder().embed(["warm up"])
+    for env_id in envs:
+        env = make_env(env_id, 0, games)
+        env.reset()
+        env.close()
+
+
+def measure(
+    env: str,
+    embedder: str,
+    concurrency: int,
+    *,
+    url: str,
+    games: Path,
+    args: argparse.Namespace,
+) -> Row:
+    """Run the harness once for this configuration, in a fresh directory."""
+    from benchmarks.harness import BenchSpec, default_backends, run_bench
+
+    with tempfile.TemporaryDirectory(prefix="evolvent-overhead-") as tmp:
+        spec = BenchSpec.parse(
+            env=env,
+            train_seeds=args.train_seeds,
+            test_seeds=args.test_seeds,
+            arms=args.arm,
+            out=Path(tmp) / "out",
+            max_steps=args.max_steps,
+            concurrency=concurrency,
+        )
+        base = _base(Path(tmp) / "home", url, games, args.max_steps)
+        quiet = Console(file=io.StringIO(), force_terminal=False)
+        started = time.perf_counter()
+        records = run_bench(spec, base, backends=default_backends(embedder), console=quiet)
+        elapsed = time.perf_counter() - started
+    return aggregate(records, env, embedder, concurrency, elapsed)
+
+
+def table(rows: Sequence[Row], delay_ms: float = 0.0) -> Table:
+    what = f"LLM answering after {delay_ms:g} ms" if delay_ms else "instant LLM"
+    t = Table(title=f"framework overhead ({what} over HTTP)")
+    cols = [
+        ("env", "env"),
+        ("embedder", "embedder"),
+        ("N", "concurrency"),
+        ("episodes", "episodes"),
+        ("steps", "steps"),
+        ("wall s", "wall_s"),
+        ("LLM s", "llm_s"),
+        ("env s", "env_s"),
+        ("memory s", "memory_s"),
+        ("overhead %", "overhead_pct"),
+        ("memory %", "memory_pct"),
+        ("framework %", "framework_pct"),
+        ("ms/step", "ms_per_step"),
+        ("episodes/s", "episodes_per_s"),
+    ]
+    for title, _ in cols:
+        t.add_column(title, justify="left" if title in ("env", "embedder") else "right")
+    for r in rows:
+        d = r.model_dump()
+        t.add_row(*(f"{d[k]:.2f}" if isinstance(d[k], float) else str(d[k]) for _, k in cols))
+    return t
+
+
+def _csv(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.overhead_bench",
+        description=(__doc__ or "").split("\n\n")[0],
+    )
+    ap.add_argument("--envs", default="textworld:cooking,toy:keys", help="comma list of env ids")
+    ap.add_argument("--embedders", default="hashing,minilm", help="hashing and/or minilm")
+    ap.add_argument("--concurrency", default="1,4", help="comma list of N (default 1,4)")
+    ap.add_argument("--arm", default="full", help="the arm played (default full)")
+    ap.add_argument("--train-seeds", default="0-7")
+    ap.add_argument("--test-seeds", default="1000-1001")
+    ap.add_argument("--max-steps", type=int, default=15)
+    ap.add_argument(
+        "--llm-delay-ms",
+        type=float,
+        default=0.0,
+        help="make every completion take this long (default 0: instant)",
+    )
+    ap.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    args = ap.parse_args(argv)
+    err = Console(stderr=True)
+    try:
+        envs, embedders = _csv(args.envs), _csv(args.embedders)
+        bad = sorted(set(embedders) - set(EMBEDDERS))
+        if bad:
+            raise EvolventError(f"unknown embedder {bad[0]!r}; valid: {', '.join(EMBEDDERS)}")
+        try:
+            levels = [int(n) for n in _csv(args.concurrency)]
+        except ValueError:
+            raise EvolventError(f"bad --concurrency {args.concurrency!r}; e.g. 1,4") from None
+        rows = run_all(envs, embedders, levels, args, err)
+    except EvolventError as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]")
+        return 130
+    if args.json:
+        meta = {"llm_delay_ms": args.llm_delay_ms, "arm": args.arm, "max_steps": args.max_steps}
+        print(json.dumps({**meta, "rows": [r.model_dump() for r in rows]}, indent=1))
+    else:
+        Console(width=200).print(table(rows, args.llm_delay_ms))
+    return 0
+
+
+def run_all(
+    envs: Sequence[str],
+    embedders: Sequence[str],
+    levels: Sequence[int],
+    args: argparse.Namespace,
+    err: Console,
+) -> list[Row]:
+    """Every configuration, each row as it is measured (with a progress bar on a TTY)."""
+    from benchmarks.envs.registry import pregenerate
+    from benchmarks.harness.endpoint import instant_endpoint
+    from benchmarks.harness.spec import parse_seeds
+
+    games = load_settings(None).games_path
+    seeds = [*parse_seeds(args.train_seeds), *parse_seeds(args.test_seeds)]
+    rows: list[Row] = []
+    with instant_endpoint(delay_ms=args.llm_delay_ms) as url:
+        with err.status("generating games, warming up"):
+            for env in envs:
+                pregenerate(env, seeds, games)
+            _warm_up(url, envs, embedders, games)
+        progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            disable=not err.is_terminal,
+        )
+        configs = [(e, m, n) for e in envs for m in embedders for n in levels]
+        with progress:
+            bar = progress.add_task("overhead", total=len(configs))
+            for env, emb, n in configs:
+                progress.update(bar, description=f"{env} {emb} N={n}")
+                rows.append(measure(env, emb, n, url=url, games=games, args=args))
+                progress.advance(bar)
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(main())

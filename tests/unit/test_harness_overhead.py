@@ -1,0 +1,88 @@
+"""``python -m benchmarks.overhead_bench`` tiny (toy env, hashing embedder): its JSON output,
+its table, the instant endpoint it runs on, and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import overhead_bench
+from benchmarks.harness.endpoint import answer, grammar_choices, instance
+
+
+@pytest.fixture(autouse=True)
+def _isolated(evolvent_home: Path) -> None:
+    """No EVOLVENT_* variable of the caller leaks into the settings; games go to tmp."""
+
+
+def test_tiny_run_reports_every_configuration(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--envs", "toy:keys", "--embedders", "hashing", "--concurrency", "1,2"]
+    argv += ["--train-seeds", "0-3", "--test-seeds", "100", "--max-steps", "3", "--json"]
+    assert overhead_bench.main(argv) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [(r["env"], r["embedder"], r["concurrency"]) for r in rows] == [
+        ("toy:keys", "hashing", 1),
+        ("toy:keys", "hashing", 2),
+    ]
+    for r in rows:
+        assert set(r) == set(overhead_bench.Row.model_fields)
+        assert r["episodes"] == 1 + 4 + 1  # one arm: pre, train, post
+        assert 0 < r["steps"] <= 3 * r["episodes"]
+        # Real time was spent in the LLM client (HTTP round trips) and measured apart.
+        assert 0 < r["llm_s"] < r["wall_s"] and 0 <= r["env_s"] < r["wall_s"]
+        assert r["memory_s"] > 0  # the full arm retrieves and writes memory
+        outside = 100 * (r["wall_s"] - r["llm_s"] - r["env_s"]) / r["wall_s"]
+        assert r["overhead_pct"] == pytest.approx(outside, abs=0.2)
+        assert r["overhead_pct"] == pytest.approx(r["memory_pct"] + r["framework_pct"], abs=0.2)
+        assert r["ms_per_step"] == pytest.approx(1000 * r["wall_s"] / r["steps"], rel=0.01)
+        assert r["episodes_per_s"] == pytest.approx(r["episodes"] / r["elapsed_s"], rel=0.01)
+
+
+def test_table_has_a_row_per_configuration() -> None:
+    row = overhead_bench.aggregate(
+        [
+            {"wall_s": 1.0, "llm_s": 0.5, "env_s": 0.25, "memory_s": 0.1, "steps": 4},
+            {"wall_s": 1.0, "llm_s": 0.5, "env_s": 0.25, "memory_s": 0.1, "steps": 6},
+        ],
+        "toy:keys",
+        "hashing",
+        4,
+        elapsed=0.5,
+    )
+    assert (row.overhead_pct, row.memory_pct, row.framework_pct) == (25.0, 10.0, 15.0)
+    assert (row.ms_per_step, row.episodes_per_s) == (200.0, 4.0)
+    t = overhead_bench.table([row])
+    assert t.row_count == 1 and len(t.columns) == 14
+
+
+def test_bad_options_are_one_line_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert overhead_bench.main(["--embedders", "word2vec"]) == 2
+    assert "unknown embedder 'word2vec'; valid: hashing, minilm" in capsys.readouterr().err
+    assert overhead_bench.main(["--concurrency", "one"]) == 2
+    assert "bad --concurrency 'one'" in capsys.readouterr().err
+
+
+def test_endpoint_answers_validly() -> None:
+    assert grammar_choices('root ::= "go north" | "say \\"hi\\""') == ["go north", 'say "hi"']
+    assert grammar_choices("root ::= object\nobject ::= ...") is None
+    body = {"structured_outputs": {"choice": ["a", "b", "c"]}}
+    picks = {answer(body, f"prompt {i}", "hash") for i in range(20)}
+    assert picks == {"a", "b", "c"}  # the hash spreads over the options
+    assert answer(body, "x", "first") == "a"
+    enum = {"properties": {"choice": {"enum": ["x", "y"]}}}
+    assert json.loads(answer({"response_format": {"schema": enum}}, "p", "first")) == {
+        "choice": "x"
+    }
+    schema = {
+        "type": "object",
+        "properties": {
+            "subject": {"type": "string"},
+            "tags": {"type": "array", "items": {"$ref": "#/$defs/Tag"}, "minItems": 2},
+            "n": {"type": "integer", "minimum": 3},
+        },
+        "$defs": {"Tag": {"type": "string", "enum": ["t1", "t2"]}},
+    }
+    assert instance(schema) == {"subject": "subject (instant)", "tags": ["t1", "t1"], "n": 3}
+    assert answer({"stop": ["\n"]}, "plan", "hash") == "1. look around"
