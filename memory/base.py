@@ -34,6 +34,12 @@ class VectorBackend(ABC):
     def query(self, collection: str, vector: Vectors, k: int) -> list[tuple[MemoryRecord, float]]:
         """The ``k`` nearest records with their cosine similarity, best first."""
 
+    def query_many(
+        self, collection: str, vectors: Vectors, k: int
+    ) -> list[list[tuple[MemoryRecord, float]]]:
+        """``query`` for each row of ``vectors`` (one round trip where the back-end allows)."""
+        return [self.query(collection, v, k) for v in vectors]
+
     @abstractmethod
     def get(self, collection: str, ids: Sequence[str]) -> list[MemoryRecord]:
         """Records by id (missing ids are skipped)."""

@@ -310,6 +310,22 @@ class ChromaBackend(VectorBackend):
             return []
         return self._run(collection, False, op, [])
 
+    def query_many(
+        self, collection: str, vectors: Vectors, k: int
+    ) -> list[list[tuple[MemoryRecord, float]]]:
+        def op(col: Any) -> list[list[tuple[MemoryRecord, float]]]:
+            res = col.query(
+                query_embeddings=list(vectors), n_results=k, include=["metadatas", "distances"]
+            )
+            return [
+                [(_record(m), 1.0 - float(d)) for m, d in zip(ms, ds, strict=True)]
+                for ms, ds in zip(res["metadatas"], res["distances"], strict=True)
+            ]
+
+        if k <= 0 or len(vectors) == 0:
+            return [[] for _ in range(len(vectors))]
+        return self._run(collection, False, op, [[] for _ in range(len(vectors))])
+
     def get(self, collection: str, ids: Sequence[str]) -> list[MemoryRecord]:
         def op(col: Any) -> list[MemoryRecord]:
             res = col.get(ids=list(ids), include=["metadatas"])

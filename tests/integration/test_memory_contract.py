@@ -14,6 +14,7 @@ from memory_sites import KINDS, OPEN, Site, run_python
 from memory_sites import chroma_server as chroma_server  # session fixture, started on first use
 
 from memory import MemoryHit, MemoryStore, default_embedder
+from memory.actions import StepSample
 from memory.records import MemoryRecord, Provenance
 from memory.store import KINDS as KINDS_OF_MEMORY
 
@@ -127,6 +128,29 @@ def test_add_keeps_an_existing_id(store: MemoryStore) -> None:
     again = store.get(mid)
     assert again is not None and again.text == "first"
     assert store.episodes.retrieve("open the fridge")[0].id == mid
+
+
+def test_query_many_answers_like_query(store: MemoryStore) -> None:
+    for text in ("open the fridge", "take the carrot", "slice the carrot", "eat the meal"):
+        store.episodes.add(text, "x", success=True, reward=1.0)
+    vecs = store.embedder.embed(["open fridge", "carrot", "nothing alike"])
+    col = store.episodes.collection
+    many = store.backend.query_many(col, vecs, 3)
+    one = [store.backend.query(col, v, 3) for v in vecs]
+    assert [[(r.id, round(s, 5)) for r, s in hits] for hits in many] == [
+        [(r.id, round(s, 5)) for r, s in hits] for hits in one
+    ]
+
+
+def test_a_repeated_step_is_learned_into_one_record(store: MemoryStore) -> None:
+    steps = [
+        StepSample(state="kitchen, fridge closed", action="open fridge", reward=0.0),
+        StepSample(state="kitchen, fridge closed", action="open fridge", reward=1.0),
+    ]
+    ids = store.actions.learn(steps, success=True)
+    assert len(ids) == 1 and store.actions.count() == 1
+    rec = store.get(ids[0])
+    assert rec is not None and rec.uses == 2
 
 
 def test_real_embedder_retrieves_by_meaning(site: Site) -> None:
