@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(bubblewrap build-essential cmake git)
+# bubblewrap: the sandbox; openjdk: ScienceWorld; chromium + its driver: MiniWoB++.
+APT_PACKAGES=(bubblewrap build-essential cmake git openjdk-17-jre-headless chromium chromium-driver)
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 
@@ -38,6 +39,8 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 echo "[setup] installing pinned dependencies (first run builds llama-cpp-python: ~8 min on 2 cores)"
 export CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
 export FORCE_CMAKE=1
-"${PIP[@]}" install -c constraints.txt -e ".[embedded,dev]"
+# fast-downward-textworld (ALFWorld's planner) runs `python build.py` while building: the
+# venv's python must come first on PATH, or a pyenv shim answers without its stdlib.
+PATH="$PWD/.venv/bin:$PATH" "${PIP[@]}" install -c constraints.txt -e ".[embedded,dev,envs]"
 echo "$stamp_want" > .venv/.setup-stamp
 echo "[setup] done: $(.venv/bin/evolvent --version)"

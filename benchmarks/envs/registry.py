@@ -25,9 +25,10 @@ from benchmarks.envs.tw_games import KINDS, check_kind, ensure_game
 
 
 def _families() -> list[Family]:
-    families: list[Family] = []
-    # one import + append per family module (each defines FAMILY)
-    return families
+    from benchmarks.envs import alfworld_env, miniwob_env, scienceworld_env, webarena_env
+
+    modules = (alfworld_env, scienceworld_env, miniwob_env, webarena_env)
+    return [module.FAMILY for module in modules]
 
 
 FAMILIES: dict[str, Family] = {f.prefix: f for f in _families()}

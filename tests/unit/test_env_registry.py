@@ -8,16 +8,28 @@ import pytest
 
 from agent.errors import ConfigError, UnknownEnvError
 from benchmarks.envs import ENV_IDS, ToyEnv, make_env, pregenerate
+from benchmarks.envs.registry import CORE_IDS, FAMILIES
 from benchmarks.envs.textworld_env import clean_feedback, sanitize_command
 
 
 def test_env_ids() -> None:
-    assert ENV_IDS == [
+    core = [
         "textworld:cooking",
         "textworld:treasure_hunter",
         "textworld:coin_collector",
         "toy:keys",
     ]
+    assert core == CORE_IDS and ENV_IDS[: len(core)] == core
+    alfworld = [i for i in ENV_IDS if i.startswith("alfworld:")]
+    assert alfworld == [
+        "alfworld:pick_and_place_simple",
+        "alfworld:look_at_obj_in_light",
+        "alfworld:pick_clean_then_place_in_recep",
+        "alfworld:pick_heat_then_place_in_recep",
+        "alfworld:pick_cool_then_place_in_recep",
+        "alfworld:pick_two_obj_and_place",
+    ]
+    assert len(set(ENV_IDS)) == len(ENV_IDS)
 
 
 def test_make_toy(tmp_path: Path) -> None:
@@ -31,7 +43,16 @@ def test_make_toy(tmp_path: Path) -> None:
 def test_unknown_id_lists_valid_ids(env_id: str, tmp_path: Path) -> None:
     with pytest.raises(UnknownEnvError) as info:
         make_env(env_id, seed=0, games_dir=tmp_path)
-    assert all(valid in str(info.value) for valid in ENV_IDS)
+    # The core ids in full, one short line per other family.
+    assert all(valid in str(info.value) for valid in CORE_IDS)
+    assert all(f"{prefix}:<" in str(info.value) for prefix in FAMILIES)
+
+
+def test_unknown_family_name_lists_that_family(tmp_path: Path) -> None:
+    with pytest.raises(UnknownEnvError) as info:
+        make_env("alfworld:pick_three", seed=0, games_dir=tmp_path)
+    assert all(f"alfworld:{name}" in str(info.value) for name in FAMILIES["alfworld"].names)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(
