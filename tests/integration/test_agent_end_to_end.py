@@ -183,7 +183,7 @@ def test_ctrl_c_leaves_a_consistent_resumable_run(evolvent_home: Path, games_dir
             "--seed",
             "2",
             "--max-steps",
-            "5",
+            "20",
             "--thread-id",
             "ctrl-c",
         ],
@@ -194,7 +194,8 @@ def test_ctrl_c_leaves_a_consistent_resumable_run(evolvent_home: Path, games_dir
     )
     try:
         deadline = time.monotonic() + 300
-        while _checkpoints(db, "ctrl-c") < 4:
+        # Early in a 20-step episode, so that it cannot end before the signal arrives.
+        while _checkpoints(db, "ctrl-c") < 3:
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             assert time.monotonic() < deadline
             time.sleep(0.2)
