@@ -11,9 +11,11 @@ task failed (e.g. the agent focused on the wrong thing): the episode ends, lost,
 score 0.
 
 Determinism: the simulator draws from one JVM-wide random generator and iterates hash sets
-of objects, so what follows a load depends on everything that JVM did before (wandering
-animals move differently on a second load). Every ``reset()`` therefore starts a fresh JVM
-(about 1-3 s), which makes an episode a function of (task, variation, actions) alone.
+of objects (ordered by identity hash codes), so what follows a load depends on everything
+that JVM did before: bees and animals wander differently on a second load. Every
+``reset()`` therefore starts a fresh JVM (about 1-3 s) whose identity hash codes do not
+depend on machine load (see ``_JVM_OPTIONS``); an episode is then a function of (task,
+variation, actions) alone.
 
 The gold path (``info.extra["gold_path"]``, also ``"walkthrough"``) is computed by
 ``ensure_gold_path`` and cached under ``games_dir/scienceworld``; see ``normalize_gold``.
@@ -28,7 +30,8 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +93,13 @@ _REFUSED = frozenset({"reset task"})
 _REFUSED_REPLY = "That command is not available here."
 _ENDED_REPLY = "The task has ended."
 _NO_STEP_LIMIT = 1_000_000  # the runner enforces step limits, not the simulator
+# The simulator iterates hash sets of objects, ordered by identity hash codes, which a
+# thread draws from a seed that depends on how many threads the JVM started before it: a
+# load-dependent number (compiler and GC threads come on demand). Replays of one episode
+# diverged about 1 time in 8 on busy cores. A constant identity hash code leaves insertion
+# order alone to decide: no divergence in 14 concurrent replays, at no measurable cost.
+_JVM_OPTIONS = "-XX:+UnlockExperimentalVMOptions -XX:hashCode=2"
+_LAUNCH_LOCK = threading.Lock()
 _IDENTIFIER = re.compile(r"ActionExprIdentifier\(identifier: (\w+)\)")
 
 
@@ -180,9 +190,25 @@ def _start_jvm() -> Any:
     from scienceworld import ScienceWorldEnv as PackageEnv
 
     try:
-        return PackageEnv("", envStepLimit=_NO_STEP_LIMIT)
+        with _java_options(_JVM_OPTIONS):
+            return PackageEnv("", envStepLimit=_NO_STEP_LIMIT)
     except Exception as exc:
         raise EvolventError(f"ScienceWorld's JVM did not start: {exc}") from exc
+
+
+@contextlib.contextmanager
+def _java_options(options: str) -> Iterator[None]:
+    """``options`` in ``JAVA_TOOL_OPTIONS`` while a JVM starts (the package takes none)."""
+    with _LAUNCH_LOCK:
+        before = os.environ.get("JAVA_TOOL_OPTIONS")
+        os.environ["JAVA_TOOL_OPTIONS"] = f"{before} {options}" if before else options
+        try:
+            yield
+        finally:
+            if before is None:
+                del os.environ["JAVA_TOOL_OPTIONS"]
+            else:
+                os.environ["JAVA_TOOL_OPTIONS"] = before
 
 
 def _stop_jvm(package_env: Any) -> None:

@@ -106,9 +106,9 @@ def test_gold_path_wins_with_admissible_actions(task: str, variation: int, games
 
 
 def test_reset_replays_the_same_episode(games_dir: Path) -> None:
-    # Bees wander the hallway at random: in a reused JVM they go elsewhere on the second
-    # load (the wait below shows it); each reset's fresh JVM makes both runs equal. The
-    # gold path is not under test here: a cached file spares computing it.
+    # Bees wander the hallway at random (the wait below shows it): a JVM reused without
+    # the env's options sends them elsewhere on the second run. The gold path is not under
+    # test here: a cached file spares computing it.
     cached = gold_file("test-conductivity", 0, games_dir)
     cached.parent.mkdir(parents=True, exist_ok=True)
     cached.write_text(json.dumps({"gold_path": []}))
