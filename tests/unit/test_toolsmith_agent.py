@@ -39,6 +39,21 @@ def cook(kind: str, prompt: str, options: Sequence[str] | type[BaseModel] | None
     return "look"
 
 
+def smith_with_take_slice_cook() -> Toolsmith:
+    """A toolsmith whose registry holds one macro with a slot only its first step binds."""
+    smith = Toolsmith(InProcessToolRegistry(HashingEmbedder()), env_factory=kitchen)
+    smith.registry.register(
+        Tool(
+            name="take_slice_cook",
+            kind="macro",
+            doc="take an item, slice it, prepare the meal",
+            steps=["take {X}", "slice {Y}", "prepare meal"],
+            slots=["X", "Y"],
+        )
+    )
+    return smith
+
+
 def test_parametrized_macro_runs_as_one_executor_step(evolvent_home: Path) -> None:
     smith = Toolsmith(InProcessToolRegistry(HashingEmbedder()), env_factory=kitchen)
     store = MemoryStore.in_memory(HashingEmbedder())
@@ -69,18 +84,9 @@ def test_parametrized_macro_runs_as_one_executor_step(evolvent_home: Path) -> No
 def test_a_later_slot_is_filled_from_the_admissible_actions_when_it_runs(
     evolvent_home: Path,
 ) -> None:
-    smith = Toolsmith(InProcessToolRegistry(HashingEmbedder()), env_factory=kitchen)
     # Y is not in the first step: the executor must resolve "slice {Y}" against the
     # admissible actions after "take ..." ran (only the item just taken can be sliced).
-    smith.registry.register(
-        Tool(
-            name="take_slice_cook",
-            kind="macro",
-            doc="take an item, slice it, prepare the meal",
-            steps=["take {X}", "slice {Y}", "prepare meal"],
-            slots=["X", "Y"],
-        )
-    )
+    smith = smith_with_take_slice_cook()
     store = MemoryStore.in_memory(HashingEmbedder())
     settings = load_settings(None, home=str(evolvent_home))
     with Agent(
@@ -106,16 +112,7 @@ def never_tools(kind: str, prompt: str, options: Sequence[str] | type[BaseModel]
 def test_follow_tool_policy_runs_an_offered_tool_without_asking_the_llm(
     evolvent_home: Path,
 ) -> None:
-    smith = Toolsmith(InProcessToolRegistry(HashingEmbedder()), env_factory=kitchen)
-    smith.registry.register(
-        Tool(
-            name="take_slice_cook",
-            kind="macro",
-            doc="take an item, slice it, prepare the meal",
-            steps=["take {X}", "slice {Y}", "prepare meal"],
-            slots=["X", "Y"],
-        )
-    )
+    smith = smith_with_take_slice_cook()
     store = MemoryStore.in_memory(HashingEmbedder())
     settings = load_settings(None, home=str(evolvent_home))
     settings.limits.max_steps = 4
