@@ -33,9 +33,7 @@ import contextlib
 import os
 import shlex
 import shutil
-import signal
 import threading
-import time
 import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -43,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import ConfigError, EvolventError
+from benchmarks.envs import procs
 from benchmarks.envs.base import Env, Family, Observation, StepInfo, StepResult
 
 TASKS: tuple[str, ...] = (
@@ -424,36 +423,6 @@ def _browser_environ(chrome_sh: Path, driver_sh: Path) -> Iterator[None]:
                     os.environ[key] = value
 
 
-def session_pids(sid: int) -> list[int]:
-    """Live processes (zombies aside) of the session ``sid`` (Linux ``/proc``)."""
-    pids = []
-    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
-        if not entry.isdigit():
-            continue
-        try:
-            if os.getsid(int(entry)) != sid:
-                continue
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except (OSError, ProcessLookupError):
-            continue
-        if stat.rsplit(")", 1)[-1].split()[0] != "Z":
-            pids.append(int(entry))
-    return pids
-
-
-def _stop_session(sid: int, grace_s: float = 2.0) -> None:
-    """SIGTERM, then SIGKILL, whatever still runs in the browser's session."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        deadline = time.monotonic() + grace_s
-        while (pids := session_pids(sid)) and time.monotonic() < deadline:
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, sig)
-            time.sleep(0.05)
-        if not pids:
-            return
-
-
 class MiniWoBEnv:
     """One MiniWoB++ task; ``seed`` seeds the page's random generator at every reset.
 
@@ -488,7 +457,7 @@ class MiniWoBEnv:
 
     def browser_pids(self) -> list[int]:
         """The live ChromeDriver and Chromium processes of this env (none before reset)."""
-        return session_pids(self._sid) if self._sid is not None else []
+        return procs.session_pids(self._sid) if self._sid is not None else []
 
     def _start(self) -> Any:
         if self._env is not None and not self._env.instance.died:
@@ -598,7 +567,7 @@ class MiniWoBEnv:
             with contextlib.suppress(Exception):  # a dead browser is what close() wants
                 env.close()
         if sid is not None:
-            _stop_session(sid)
+            procs.stop(lambda: procs.session_pids(sid))
         if process is not None:
             with contextlib.suppress(Exception):
                 process.wait(timeout=5)  # reap ChromeDriver: no zombie left behind

@@ -27,6 +27,7 @@ objects belong to the thread that started them: use one environment from one thr
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import ConfigError, EvolventError
+from benchmarks.envs import procs
 from benchmarks.envs.base import Env, Family, Observation, StepInfo, StepResult
 from benchmarks.envs.miniwob_env import browser_scripts
 
@@ -200,6 +202,7 @@ class BrowserGymEnv:
         self._actions: dict[str, str] = {}
         self._info = StepInfo()
         self._done = False
+        self._groups: set[int] = set()  # the process groups of the browsers it launched
 
     @property
     def env_id(self) -> str:
@@ -250,7 +253,9 @@ class BrowserGymEnv:
 
     def reset(self) -> Observation:
         env = self._start()
+        before = procs.browser_groups()
         obs, _ = env.reset(seed=self._seed)
+        self._groups |= procs.browser_groups() - before
         goal_parts = [
             g.get("text", "") for g in obs.get("goal_object", ()) if g.get("type") == "text"
         ]
@@ -304,6 +309,9 @@ class BrowserGymEnv:
         env, self._env = self._env, None
         if env is not None:
             env.close()
+        groups, self._groups = self._groups, set()
+        for pgid in groups:  # a renderer may outlive its browser: stop what is left
+            procs.stop(functools.partial(procs.group_pids, pgid), grace_s=5.0)
 
 
 def _webarena_task() -> Any:

@@ -4,14 +4,13 @@ with real headless Chromium, and a real WebArena task when servers are configure
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agent.errors import ConfigError
-from benchmarks.envs import Env, make_env
+from benchmarks.envs import Env, make_env, procs
 from benchmarks.envs.registry import ENV_IDS
 from benchmarks.envs.webarena_env import (
     WA_URL_VARS,
@@ -60,20 +59,7 @@ def _buy_task() -> Any:
 
 def _chromium_descendants() -> list[int]:
     """Live Chromium processes below this test process (Playwright's driver launches them)."""
-    parents: dict[int, int] = {}
-    commands: dict[int, str] = {}
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[-1].split()
-            command = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if stat[0] != "Z":
-            parents[int(entry)], commands[int(entry)] = int(stat[1]), command
-    ours = {os.getpid()}
-    for _ in range(10):
-        ours |= {pid for pid, parent in parents.items() if parent in ours}
-    return sorted(pid for pid in ours if "chrom" in commands.get(pid, ""))
+    return sorted(p.pid for p in procs.descendants() if "chrom" in p.command)
 
 
 def test_missing_urls_is_a_one_line_config_error(
@@ -136,9 +122,6 @@ def test_browsergym_adapter_plays_a_local_page(tmp_path: Path) -> None:
         assert _chromium_descendants()  # the page's and the chat's browsers
     finally:
         env.close()
-    deadline = time.monotonic() + 30  # a loaded machine reaps browsers slowly
-    while _chromium_descendants() and time.monotonic() < deadline:
-        time.sleep(0.1)
     assert _chromium_descendants() == []
 
 
