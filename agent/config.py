@@ -142,6 +142,13 @@ class AgentSettings(BaseModel):
     state_window: int = Field(default=2, ge=0)
     """Previous (action, observation) pairs that, with the current observation, make the
     state that step-level memory is keyed by."""
+    max_options: int = Field(default=64, ge=0)
+    """Most admissible actions offered at a step; beyond it the executor offers those most
+    relevant to the task and the observation (``agent/shortlist.py``). 0: all of them."""
+    skip_no_ops: bool = True
+    """Leave out of the executor's options an action that, earlier in the episode, was taken
+    in the very observation the agent sees now and left it unchanged (it did nothing then, so
+    it would do nothing again); never all of them."""
 
 
 class Settings(BaseSettings):

@@ -12,6 +12,7 @@ from typing import Any
 
 from agent.errors import InvalidLLMOutput, StepLimitReached, StopCondition, TokenBudgetExhausted
 from agent.prompts import executor_prompt, render_proposals
+from agent.shortlist import shortlist
 from agent.stall import detect_stall
 from agent.state import AgentState, EpisodeContext, StepRecord
 from agent.stepmemory import current_state
@@ -38,6 +39,20 @@ def _history(state: AgentState, keep: int) -> list[tuple[str, str]]:
     return rows[-keep:]
 
 
+def no_op_actions(state: AgentState) -> set[str]:
+    """Actions taken earlier in this episode in the current observation that left it as it was."""
+    current = state.get("observation", "")
+    before = state.get("first_observation", "")
+    found: set[str] = set()
+    for step in state.get("steps", []):
+        if step["action"] is None:
+            continue  # a failed step changed nothing and took no action
+        if step["observation"] == before == current and step["tool"] is None:
+            found.add(step["action"])
+        before = step["observation"]
+    return found
+
+
 def _proposals(
     state: AgentState, ctx: EpisodeContext, admissible: list[str]
 ) -> list[ActionProposal]:
@@ -56,6 +71,10 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
         return {"stop_reason": stop.reason}
 
     admissible = list(state.get("admissible", []))
+    choices = admissible  # what is offered; tools still run against every admissible action
+    if ctx.settings.agent.skip_no_ops and len(admissible) > 1:
+        useless = no_op_actions(state)
+        choices = [a for a in admissible if a not in useless] or admissible
     offer = admissible and ctx.settings.agent.use_tools
     with ctx.memory_time():
         tools: list[Tool] = (
@@ -63,10 +82,17 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
             if offer
             else []
         )
-        proposals = _proposals(state, ctx, admissible)
+        proposals = _proposals(state, ctx, choices)
+    choices = shortlist(
+        choices,
+        ctx.settings.agent.max_options,
+        task=state["task"],
+        observation=state.get("observation", ""),
+        keep=[p.action for p in proposals],
+    )
     # A parametrized macro is offered once per slot binding: "use tool NAME(X=carrot)".
     tool_options = {f"{TOOL_PREFIX}{t.call}": t for t in tools}
-    options = admissible + list(tool_options)
+    options = choices + list(tool_options)
     memory_ids = [i for p in proposals for i in p.ids]
     follow = (
         proposals[0].action

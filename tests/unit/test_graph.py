@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import pytest
 from pydantic import BaseModel
@@ -12,7 +13,8 @@ from agent import Agent
 from agent.config import Settings, load_settings
 from agent.errors import ResumeError
 from agent.llm.scripted import ScriptedLLM
-from agent.nodes.executor import TOOL_PREFIX
+from agent.nodes.executor import TOOL_PREFIX, no_op_actions
+from agent.state import AgentState, StepRecord
 from benchmarks.envs.toy import ToyEnv
 from memory import EpisodicParams, HashingEmbedder, MemoryStore
 
@@ -67,7 +69,9 @@ def test_walkthrough_wins_and_writes_memory(evolvent_home: Path) -> None:
 
 def test_step_limit_and_mid_episode_reflection(evolvent_home: Path) -> None:
     llm = ScriptedLLM(responder=lambda k, p, o: "look" if k == "choose" else "ok")
-    with make_agent(evolvent_home, llm) as agent:
+    store = MemoryStore.in_memory(HashingEmbedder())
+    loops = settings(evolvent_home, **{"agent.skip_no_ops": False})  # "look" stays on offer
+    with Agent(loops, llm=llm, embedder=store.embedder, memory=store) as agent:
         r = agent.run(ToyEnv(seed=1), max_steps=8)
         # The failure waits in the mistake notebook's batch (notes are gated, not written).
         assert len(agent.notebook.pending) == 1
@@ -79,6 +83,56 @@ def test_step_limit_and_mid_episode_reflection(evolvent_home: Path) -> None:
     assert any("Reflection:" in p for p in llm.prompts[-3:])
     # Every step's action value was learned (one record: the same state and action).
     assert any(m.startswith("act-") for m in r.memories_written)
+
+
+def test_an_action_that_changed_nothing_is_not_offered_again_in_that_observation(
+    evolvent_home: Path,
+) -> None:
+    def look_first(kind: str, prompt: str, options: Sequence[str] | type[BaseModel] | None) -> str:
+        assert kind != "choose" or isinstance(options, list)
+        return ("look" if "look" in options else options[0]) if isinstance(options, list) else ""
+
+    llm = ScriptedLLM(responder=look_first)
+    with make_agent(evolvent_home, llm) as agent:
+        r = agent.run(ToyEnv(seed=1), max_steps=6)
+    # "look" repeats the observation: once per room, then left out there (also on return).
+    assert [s.action for s in r.trajectory] == [
+        "look",
+        "go east",
+        "look",
+        "go west",
+        "go east",
+        "go west",
+    ]
+    chooses = [c.options or [] for c in llm.calls if c.kind == "choose"]
+    assert "look" in chooses[0] and "look" not in chooses[1]  # the kitchen, after looking
+    assert "look" in chooses[2] and "look" not in chooses[3]  # the attic, before and after
+
+
+def test_the_executor_offers_at_most_max_options_actions(evolvent_home: Path) -> None:
+    llm = ScriptedLLM(responder=lambda k, p, o: o[0] if isinstance(o, list) else "")
+    store = MemoryStore.in_memory(HashingEmbedder())
+    few = settings(evolvent_home, **{"agent.max_options": 2})
+    with Agent(few, llm=llm, embedder=store.embedder, memory=store) as agent:
+        agent.run(ToyEnv(seed=1), max_steps=3)
+    offered = [c.options or [] for c in llm.calls if c.kind == "choose"]
+    assert offered and all(len(o) <= 2 for o in offered)
+    # The task ("Find the key, take it, ...") makes "take key" the attic's most relevant option.
+    assert any("take key" in o for o in offered)
+
+
+def test_no_op_actions_need_the_same_observation_before_and_now() -> None:
+    def step(action: str | None, observation: str, tool: str | None = None) -> StepRecord:
+        record = {"action": action, "observation": observation, "tool": tool}
+        return cast(StepRecord, record)
+
+    steps = [step("look", "A"), step("go", "B"), step(None, "(no valid action)")]
+    state = {"first_observation": "A", "observation": "B", "steps": steps}
+    assert no_op_actions(cast(AgentState, state)) == set()  # "look" did nothing, but in A
+    steps += [step("wait", "B"), step("back", "A"), step("open", "A", tool="macro")]
+    state = {"first_observation": "A", "observation": "A", "steps": steps}
+    # Back in A: "look" did nothing there; a tool's step is the tool's business; "wait" was in B.
+    assert no_op_actions(cast(AgentState, state)) == {"look"}
 
 
 def test_token_budget_is_a_stop_condition(evolvent_home: Path) -> None:
