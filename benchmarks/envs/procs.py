@@ -70,10 +70,16 @@ def descendants(root: int | None = None) -> list[ProcInfo]:
     return [p for p in every if p.pid in ours and p.pid != root and p.pid != os.getpid()]
 
 
+def is_browser(command: str) -> bool:
+    """Whether a command line runs Chromium, Chrome or ChromeDriver (not, say, Chroma)."""
+    program = os.path.basename(command.split(" ", 1)[0])
+    return ("chrom" in program or "headless_shell" in program) and "chroma" not in program
+
+
 def browser_groups() -> set[int]:
     """Process groups led by a Chromium process below this process (Playwright starts each
     browser as the leader of a group of its own)."""
-    return {p.pgid for p in descendants() if p.pid == p.pgid and "chrom" in p.command}
+    return {p.pgid for p in descendants() if p.pid == p.pgid and is_browser(p.command)}
 
 
 def stop(pids: Callable[[], list[int]], grace_s: float = 2.0) -> None:

@@ -57,9 +57,9 @@ def _buy_task() -> Any:
     return BuyTask
 
 
-def _chromium_descendants() -> list[int]:
+def _chromium_descendants() -> dict[int, str]:
     """Live Chromium processes below this test process (Playwright's driver launches them)."""
-    return sorted(p.pid for p in procs.descendants() if "chrom" in p.command)
+    return {p.pid: p.command for p in procs.descendants() if procs.is_browser(p.command)}
 
 
 def test_missing_urls_is_a_one_line_config_error(
@@ -101,6 +101,7 @@ def test_browsergym_adapter_plays_a_local_page(tmp_path: Path) -> None:
         "local:buy", 0, tmp_path, _buy_task, env_kwargs={"pre_observation_delay": 0.1}
     )
     assert isinstance(env, Env)
+    before = _chromium_descendants()  # browsers other tests leave to interpreter exit
     try:
         obs = env.reset()
         assert obs.task.startswith('Search for "red shoes"')
@@ -119,10 +120,11 @@ def test_browsergym_adapter_plays_a_local_page(tmp_path: Path) -> None:
         assert won.done and won.reward == 1.0 and won.info.won and won.admissible == []
         after = env.step(buy)
         assert after.done and after.reward == 0 and after.text == "The episode has ended."
-        assert _chromium_descendants()  # the page's and the chat's browsers
+        assert _chromium_descendants().keys() - before.keys()  # the page's and chat's browsers
     finally:
         env.close()
-    assert _chromium_descendants() == []
+    left = {pid: cmd for pid, cmd in _chromium_descendants().items() if pid not in before}
+    assert left == {}
 
 
 def test_real_webarena_task(tmp_path: Path) -> None:
