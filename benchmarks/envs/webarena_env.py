@@ -37,7 +37,7 @@ from typing import Any
 from agent.errors import ConfigError, EvolventError
 from benchmarks.envs import procs
 from benchmarks.envs.base import Env, Family, Observation, StepInfo, StepResult
-from benchmarks.envs.miniwob_env import browser_scripts
+from benchmarks.envs.chromium import browser_scripts
 
 WA_URL_VARS: tuple[str, ...] = (
     "WA_SHOPPING",
