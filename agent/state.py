@@ -108,6 +108,9 @@ class EpisodeContext:
     """perf_counter() when this graph run started."""
     memory_s: float = 0.0
     """Running total of ``memory_time()`` blocks in this graph run."""
+    has_action_memories: bool | None = None
+    """Whether step memory held anything when this graph run first asked (an episode writes
+    its step memories after it ends, so one count per run spares a store round trip per step)."""
 
     @contextmanager
     def memory_time(self) -> Iterator[None]:

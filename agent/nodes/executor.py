@@ -58,7 +58,11 @@ def _proposals(
 ) -> list[ActionProposal]:
     k = ctx.settings.memory.action_hints
     actions = ctx.memory.actions
-    if k <= 0 or not admissible or actions.count() == 0:
+    if k <= 0 or not admissible:
+        return []
+    if ctx.has_action_memories is None:
+        ctx.has_action_memories = actions.count() > 0
+    if not ctx.has_action_memories:
         return []  # an empty memory costs no embedding
     key = current_state(state, ctx.settings.agent.state_window)
     return actions.propose(key, admissible, k=k)
