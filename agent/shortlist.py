@@ -34,7 +34,8 @@ def shortlist(
     """At most ``limit`` of ``actions`` (all of them when ``limit`` is 0 or not exceeded)."""
     if limit <= 0 or len(actions) <= limit:
         return list(actions)
-    kept = [a for a in dict.fromkeys(keep) if a in set(actions)][:limit]
+    present = set(actions)
+    kept = [a for a in dict.fromkeys(keep) if a in present][:limit]
     per_action = [words(a) for a in actions]
     frequency = Counter(w for ws in per_action for w in ws)
     n = len(actions)
