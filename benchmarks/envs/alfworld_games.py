@@ -17,15 +17,14 @@ tests play on the real engine. Games are written once into their own folder unde
 from __future__ import annotations
 
 import importlib.util
-import os
 import random
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
 from agent.errors import ConfigError, EvolventError, UnknownEnvError
+from benchmarks.envs.staging import publish_folder
 
 TASK_TYPES: tuple[str, ...] = (
     "pick_and_place_simple",
@@ -569,15 +568,4 @@ def ensure_game(task_type: str, seed: int, games_dir: Path) -> Path:
     if (final / GAME_FILE).is_file():
         return final / GAME_FILE
     scene = build_scene(task_type, seed)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=final.parent, prefix=f".tmp-{final.name}-") as tmp:
-        staging = Path(tmp) / "game"
-        staging.mkdir()
-        write_game(scene, staging)
-        try:
-            os.rename(staging, final)
-        except OSError:
-            # Another process renamed its copy first; theirs is complete, ours is dropped.
-            if not (final / GAME_FILE).is_file():
-                raise
-    return final / GAME_FILE
+    return publish_folder(final, GAME_FILE, lambda staging: write_game(scene, staging))

@@ -9,15 +9,14 @@ Ctrl-C never leaves a half-written game behind, and the loser of a race just dro
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent.errors import ConfigError, EvolventError, UnknownEnvError
+from benchmarks.envs.staging import publish_folder
 
 GAME_FILE = "game.z8"
 _GENERATION_TIMEOUT_S = 600
@@ -97,20 +96,9 @@ def ensure_game(kind: str, seed: int, games_dir: Path, level: int | None = None)
         raise ConfigError(f"TextWorld seeds must be >= 0, got {seed}")
     level = check_kind(kind, level)
     final = game_dir(kind, seed, games_dir, level)
-    if (final / GAME_FILE).is_file():
-        return final / GAME_FILE
-    final.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=final.parent, prefix=f".tmp-{final.name}-") as tmp:
-        staging = Path(tmp) / "game"
-        staging.mkdir()
-        _run_tw_make(kind, seed, level, staging / GAME_FILE)
-        try:
-            os.rename(staging, final)
-        except OSError:
-            # Another process renamed its copy first; theirs is complete, ours is dropped.
-            if not (final / GAME_FILE).is_file():
-                raise
-    return final / GAME_FILE
+    return publish_folder(
+        final, GAME_FILE, lambda staging: _run_tw_make(kind, seed, level, staging / GAME_FILE)
+    )
 
 
 def _run_tw_make(kind: str, seed: int, level: int | None, output: Path) -> None:
