@@ -16,16 +16,10 @@ import pytest
 from agent.errors import ConfigError, UnknownEnvError
 from benchmarks.envs import ENV_IDS, Env, make_env, pregenerate
 from benchmarks.envs.base import StepResult
-from benchmarks.envs.scienceworld_env import (
-    FAMILY,
-    MAX_VARIATIONS,
-    TASKS,
-    SciWorldEnv,
-    _start_jvm,
-    _stop_jvm,
-    admissible_actions,
-    gold_file,
-)
+from benchmarks.envs.scienceworld_actions import admissible_actions
+from benchmarks.envs.scienceworld_env import FAMILY, SciWorldEnv
+from benchmarks.envs.scienceworld_gold import gold_file
+from benchmarks.envs.scienceworld_sim import MAX_VARIATIONS, TASKS, start_jvm, stop_jvm
 
 pytestmark = pytest.mark.integration
 
@@ -167,12 +161,12 @@ def test_ids_variations_and_errors(tmp_path: Path) -> None:
 
 
 def test_static_task_table_matches_the_simulator() -> None:
-    package_env = _start_jvm()
+    package_env = start_jvm()
     try:
         names = [str(n) for n in package_env.get_task_names()]
         counts = {name: int(package_env.get_max_variations(name)) for name in names}
     finally:
-        _stop_jvm(package_env)
+        stop_jvm(package_env)
     assert tuple(names) == TASKS and counts == MAX_VARIATIONS
     assert _java_children() == []
 
