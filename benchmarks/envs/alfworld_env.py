@@ -35,13 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import ConfigError, EvolventError
-from benchmarks.envs.alfworld_games import (
-    GAME_FILE,
-    TASK_TYPES,
-    TRAJ_FILE,
-    check_task_type,
-    ensure_game,
-)
+from benchmarks.envs.alfworld_games import GAME_FILE, TRAJ_FILE, ensure_game
+from benchmarks.envs.alfworld_scenes import TASK_TYPES, check_task_type
 from benchmarks.envs.base import Env, Family, Observation, StepInfo, StepResult
 from benchmarks.envs.textworld_env import sanitize_command
 

@@ -22,14 +22,8 @@ import pytest
 from agent.errors import ConfigError, EvolventError
 from benchmarks.envs import Env, make_env, pregenerate
 from benchmarks.envs.alfworld_env import LIBRARIES, AlfWorldEnv
-from benchmarks.envs.alfworld_games import (
-    GAME_FILE,
-    TASK_TYPES,
-    TRAJ_FILE,
-    GameData,
-    TrajData,
-    ensure_game,
-)
+from benchmarks.envs.alfworld_games import GAME_FILE, TRAJ_FILE, GameData, TrajData, ensure_game
+from benchmarks.envs.alfworld_scenes import TASK_TYPES
 from benchmarks.envs.base import StepResult
 
 pytestmark = pytest.mark.integration
