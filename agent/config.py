@@ -148,7 +148,8 @@ class AgentSettings(BaseModel):
     skip_no_ops: bool = True
     """Leave out of the executor's options an action that, earlier in the episode, was taken
     in the very observation the agent sees now and left it unchanged (it did nothing then, so
-    it would do nothing again); never all of them."""
+    it would do nothing again), or was taken there twice without reward and led to the same
+    observation both times (a loop); never all of them."""
 
 
 class Settings(BaseSettings):

@@ -40,16 +40,28 @@ def _history(state: AgentState, keep: int) -> list[tuple[str, str]]:
 
 
 def no_op_actions(state: AgentState) -> set[str]:
-    """Actions taken earlier in this episode in the current observation that left it as it was."""
+    """Actions that, taken earlier in this episode in the observation the agent sees now,
+    changed nothing: they left the observation as it was, or they were taken there twice
+    before, gained nothing and led to the same observation both times (a loop such as
+    "inventory", "examine fridge", "inventory", ...). Going somewhere and coming back stays
+    possible; going round the same circle a third time does not."""
     current = state.get("observation", "")
     before = state.get("first_observation", "")
     found: set[str] = set()
+    results: dict[str, list[str]] = {}
     for step in state.get("steps", []):
         if step["action"] is None:
             continue  # a failed step changed nothing and took no action
-        if step["observation"] == before == current and step["tool"] is None:
-            found.add(step["action"])
-        before = step["observation"]
+        after = step["observation"]
+        if before == current and step["tool"] is None:
+            if after == before:
+                found.add(step["action"])
+            elif step.get("reward", 0.0) == 0.0:
+                seen = results.setdefault(step["action"], [])
+                if after in seen:
+                    found.add(step["action"])
+                seen.append(after)
+        before = after
     return found
 
 

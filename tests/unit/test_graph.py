@@ -135,6 +135,28 @@ def test_no_op_actions_need_the_same_observation_before_and_now() -> None:
     assert no_op_actions(cast(AgentState, state)) == {"look"}
 
 
+def test_a_loop_that_gains_nothing_is_left_after_going_round_it_twice() -> None:
+    def step(action: str, observation: str, reward: float = 0.0) -> StepRecord:
+        record = {"action": action, "observation": observation, "tool": None, "reward": reward}
+        return cast(StepRecord, record)
+
+    # A weak model alternating two actions: each returns a different text, so no single
+    # step left the observation unchanged.
+    steps = [step("inventory", "I"), step("examine fridge", "F"), step("inventory", "I")]
+    state = {"first_observation": "A", "observation": "I", "steps": steps}
+    assert no_op_actions(cast(AgentState, state)) == set()  # once in I, going round is fine
+    steps += [step("examine fridge", "F"), step("inventory", "I")]
+    state = {"first_observation": "A", "observation": "F", "steps": steps}
+    # In F, "inventory" led to I twice: a third time would learn nothing.
+    assert no_op_actions(cast(AgentState, state)) == {"inventory"}
+    state = {"first_observation": "A", "observation": "I", "steps": steps}
+    assert no_op_actions(cast(AgentState, state)) == {"examine fridge"}
+    # A step that gained reward is never a no-op, however often it led to the same text.
+    paid = [step("go", "B", 1.0), step("back", "A"), step("go", "B", 1.0), step("back", "A")]
+    state = {"first_observation": "A", "observation": "A", "steps": paid}
+    assert no_op_actions(cast(AgentState, state)) == set()
+
+
 def test_token_budget_is_a_stop_condition(evolvent_home: Path) -> None:
     llm = ScriptedLLM(responder=lambda k, p, o: "look" if k == "choose" else "ok")
     with make_agent(evolvent_home, llm) as agent:
