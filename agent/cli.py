@@ -6,6 +6,8 @@ that ``evolvent --help`` answers at once.
 
 from __future__ import annotations
 
+import faulthandler
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -280,6 +282,9 @@ def envs() -> None:
 
 
 def main() -> None:
+    # `kill -USR1 PID` prints every thread's stack to stderr: how to see where a run that
+    # does not stop is waiting, without stopping it.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         app()
     except KeyboardInterrupt:
