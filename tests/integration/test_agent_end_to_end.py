@@ -60,6 +60,13 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def _interruptible() -> None:
+    """Runs in the child before exec: Ctrl-C's default action. A test run started in the
+    background by a shell without job control inherits SIGINT ignored, and Python then
+    never raises KeyboardInterrupt; these tests are about what Ctrl-C does."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _stop_within(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
     """Wait for ``proc`` to exit; if it does not, fail with the stacks of its threads
     (``evolvent`` prints them on SIGUSR1) so that the wait can be diagnosed."""
@@ -162,6 +169,7 @@ def test_serve_llm_answers_and_stops_cleanly(evolvent_home: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_interruptible,
     )
     try:
         url = f"http://127.0.0.1:{port}/v1/models"
@@ -205,6 +213,7 @@ def test_ctrl_c_leaves_a_consistent_resumable_run(evolvent_home: Path, games_dir
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_interruptible,
     )
     try:
         deadline = time.monotonic() + 300
@@ -250,6 +259,7 @@ def _serve_for_readme(home: Path) -> subprocess.Popen[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_interruptible,
     )
     deadline = time.monotonic() + 120
     while True:
