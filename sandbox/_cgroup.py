@@ -6,10 +6,18 @@ and a reliable way to find and kill every process of the run.
 The groups are created below the cgroup this process is already in, so accounting of whoever
 runs us stays intact. Where nothing is writable (no root, no delegation) ``create`` returns
 None and the backends fall back to what rlimits and namespaces give.
+
+A group is named after the process that made it (``evolvent-sbx-<pid>-<random>``). A process
+that is SIGKILLed cannot remove its groups (the sandboxed command dies with it, through
+``--die-with-parent`` or the kernel's pid-namespace teardown, but the empty directories stay),
+so every ``create`` first removes empty groups whose maker is gone and which are older than
+``STALE_AFTER_S`` (a maker in another pid namespace looks gone from here; the age keeps a group
+that is being set up right now safe from such a sweep).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import os
@@ -21,6 +29,8 @@ from pathlib import Path
 
 _ROOT = Path("/sys/fs/cgroup")
 _CONTROLLERS = ("pids", "memory", "cpuacct")
+PREFIX = "evolvent-sbx-"
+STALE_AFTER_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -66,7 +76,41 @@ def support() -> str:
     return ", ".join(parts) or "none writable"
 
 
-@dataclass
+def _maker_alive(name: str) -> bool:
+    """Whether the process named in a group's name exists (True where the name has no pid)."""
+    pid_text = name.removeprefix(PREFIX).split("-", 1)[0]
+    if not pid_text.isdigit():  # an older name without the maker's pid: leave it alone
+        return True
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale(min_age_s: float = STALE_AFTER_S) -> list[Path]:
+    """Remove empty run groups left by processes that died before cleaning up; the removed."""
+    removed: list[Path] = []
+    for group in list(_pending):
+        if group.destroy(wait_s=0.0):
+            removed.extend(dict.fromkeys(group.dirs.values()))
+    now = time.time()
+    for parent in _parents():
+        with contextlib.suppress(OSError):
+            for d in parent.path.glob(f"{PREFIX}*"):
+                try:
+                    if _maker_alive(d.name) or now - d.stat().st_mtime < min_age_s:
+                        continue
+                    d.rmdir()  # fails (EBUSY) while any process is still in the group
+                except OSError:
+                    continue
+                removed.append(d)
+    return removed
+
+
+@dataclass(eq=False)
 class RunCgroup:
     """The cgroups (one per controller on v1, shared on v2) of one sandboxed run."""
 
@@ -76,7 +120,8 @@ class RunCgroup:
     def create(cls, max_pids: int | None, memory_bytes: int | None) -> RunCgroup | None:
         """A group with the given limits (None: accounting only), or None where impossible."""
         limits = {"pids": max_pids, "memory": memory_bytes, "cpuacct": None}
-        name = f"evolvent-sbx-{uuid.uuid4().hex[:12]}"
+        sweep_stale()
+        name = f"{PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}"
         group = cls(dirs={})
         try:
             for parent in _parents():
@@ -162,12 +207,24 @@ class RunCgroup:
                 return int((d / fname).read_text()) // 1024
         return None
 
-    def destroy(self, wait_s: float = 2.0) -> bool:
-        """Kill what is left, remove the groups; False when something could not be removed."""
+    def destroy(self, wait_s: float = 10.0) -> bool:
+        """Kill what is left, remove the groups; False when something could not be removed.
+
+        A group that is still busy after ``wait_s`` (hundreds of dying processes on a loaded
+        machine) is retried by every later ``create`` and once more at exit."""
         deadline = time.monotonic() + wait_s
-        while self.pids() and time.monotonic() < deadline:
-            self.kill_all()
-            time.sleep(0.002)
+        while True:
+            if self.pids():
+                self.kill_all()
+            elif self._remove():
+                _pending.discard(self)
+                return True
+            if time.monotonic() >= deadline:
+                _pending.add(self)
+                return False
+            time.sleep(0.005)
+
+    def _remove(self) -> bool:
         clean = True
         for d in dict.fromkeys(self.dirs.values()):
             try:
@@ -177,3 +234,13 @@ class RunCgroup:
             except OSError:
                 clean = False
         return clean
+
+
+_pending: set[RunCgroup] = set()
+"""Groups of this process whose removal failed; retried by ``sweep_stale`` and at exit."""
+
+
+@atexit.register
+def _retry_pending() -> None:
+    for group in list(_pending):
+        group.destroy(wait_s=1.0)

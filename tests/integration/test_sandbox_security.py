@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import uuid
 import warnings
@@ -15,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from sandbox import InsecureSandboxWarning, Sandbox, SandboxUnavailable, get_sandbox, run_selfcheck
+from sandbox._cgroup import RunCgroup, sweep_stale
 from sandbox._cgroup import support as cgroup_support
 from sandbox.selfcheck import PROBE_NAMES, wait_for_no_marker
 
@@ -76,8 +79,8 @@ def test_probes(sb: Sandbox, outside_dir: Path) -> None:
     assert not list(outside_dir.glob("written-*")) or sb.name == "subprocess"
 
 
-def _leftover_cgroups() -> list[Path]:
-    return list(Path("/sys/fs/cgroup").glob("*/**/evolvent-sbx-*"))
+def _run_cgroups() -> set[Path]:
+    return set(Path("/sys/fs/cgroup").glob("*/**/evolvent-sbx-*"))
 
 
 def test_spinning_fork_bomb_is_contained_and_cleaned_up(sb: Sandbox) -> None:
@@ -87,12 +90,43 @@ def test_spinning_fork_bomb_is_contained_and_cleaned_up(sb: Sandbox) -> None:
     code = f"# {marker}\nimport os\nwhile True:\n    try:\n        os.fork()\n"
     code += "    except OSError:\n        pass\n"
     limits = sb.limits.model_copy(update={"max_processes": 32, "timeout_s": 3})
+    # Groups that existed before (another test's process may have been SIGKILLed seconds ago,
+    # too recently for the stale sweep) are not this run's to clean up.
+    before = _run_cgroups()
     res = sb.run(["python3", "-c", code], limits=limits)
     assert res.timed_out and res.wall_s < 6
     if sb.name != "docker" and PIDS_CGROUP:
         assert res.limit_hit == "processes"
     assert wait_for_no_marker(marker) == []
-    assert _leftover_cgroups() == []
+    assert _run_cgroups() - before == set()
+
+
+@pytest.mark.skipif(not PIDS_CGROUP, reason="no writable cgroup here: runs get no cgroup at all")
+def test_groups_of_a_killed_process_are_swept() -> None:
+    """A SIGKILLed process cannot remove its run's groups; the next run's create does."""
+    code = (
+        "import sys, time\nfrom sandbox._cgroup import RunCgroup\n"
+        "g = RunCgroup.create(8, None)\nprint(*g.dirs.values(), flush=True)\ntime.sleep(60)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    dirs = [Path(d) for d in proc.stdout.readline().split()]
+    assert dirs and all(d.is_dir() for d in dirs)
+    proc.kill()
+    proc.wait()
+    assert all(d.is_dir() for d in dirs)  # nobody removed them
+    assert sweep_stale(min_age_s=3600) == []  # too young to be taken for stale
+    assert set(sweep_stale(min_age_s=0)) >= set(dirs)
+    assert not any(d.exists() for d in dirs)
+    live = RunCgroup.create(8, None)  # a live maker's groups are never swept
+    assert live is not None
+    try:
+        assert not set(live.dirs.values()) & set(sweep_stale(min_age_s=0))
+        assert all(d.is_dir() for d in live.dirs.values())
+    finally:
+        assert live.destroy()
 
 
 def test_growing_memory_is_stopped(sb: Sandbox) -> None:
@@ -118,3 +152,16 @@ def test_ctypes_cannot_escape(sb: Sandbox, outside_dir: Path) -> None:
     res = sb.run(["python3", "-c", code])
     assert res.exit_code == 0, res.stderr
     assert res.stdout.split() == ["mount", "-1", "chroot", "-1", "setuid0", "-1", "system", "512"]
+
+
+@pytest.mark.skipif(not PIDS_CGROUP, reason="no writable cgroup here: runs get no cgroup at all")
+def test_a_group_still_busy_at_destroy_is_removed_later() -> None:
+    group = RunCgroup.create(8, None)
+    assert group is not None
+    proc = subprocess.Popen(["sleep", "60"])
+    for procs in group.procs_files():
+        procs.write_text(str(proc.pid))
+    assert group.destroy(wait_s=0.0) is False  # killed, but no time left to see it gone
+    proc.wait()
+    assert set(group.dirs.values()) <= set(sweep_stale(min_age_s=3600))
+    assert not any(d.exists() for d in group.dirs.values())
