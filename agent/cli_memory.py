@@ -69,11 +69,11 @@ def _check_kind(kind: str | None) -> None:
 
 
 def _records(store: MemoryStore, kind: str | None) -> Iterator[MemoryRecord]:
-    from memory.records import MemoryRecord
+    from memory.store import KINDS
 
-    for row in store.export():
-        if kind is None or row["kind"] == kind:
-            yield MemoryRecord.model_validate(row)
+    for k in KINDS:
+        if kind is None or k == kind:
+            yield from store.records(k)
 
 
 def _clip(text: str, n: int = 60) -> str:

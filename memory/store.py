@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,10 +88,27 @@ class MemoryStore:
     def delete(self, memory_id: str) -> bool:
         return any(self.backend.delete(self._col(kind), [memory_id]) for kind in KINDS)
 
+    def records(self, kind: MemoryKind) -> Iterator[MemoryRecord]:
+        """Every record of one kind in this namespace, oldest first."""
+        return self.backend.scan(self._col(kind))
+
+    def nearest(
+        self, query: str, kinds: Sequence[MemoryKind] = KINDS, k: int = 5
+    ) -> list[tuple[MemoryRecord, float]]:
+        """The ``k`` records of ``kinds`` whose keys are most similar to ``query``, with their
+        cosine similarity, best first: plain similarity (no Q re-ranking, no exploration, no
+        use counted), for inspecting memory rather than acting on it."""
+        vector = self.embedder.embed([query])[0]
+        hits: list[tuple[MemoryRecord, float]] = []
+        for kind in kinds:
+            hits += self.backend.query(self._col(kind), vector, k)
+        hits.sort(key=lambda h: -h[1])
+        return hits[:k]
+
     def export(self) -> Iterator[dict[str, Any]]:
         """Every record of the namespace as a JSON-able dict (with its provenance)."""
         for kind in KINDS:
-            for rec in self.backend.scan(self._col(kind)):
+            for rec in self.records(kind):
                 yield rec.model_dump(mode="json")
 
     def import_records(self, rows: Iterable[dict[str, Any]], batch: int = 256) -> int:

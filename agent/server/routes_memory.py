@@ -56,11 +56,7 @@ def list_memories(
     kinds = [k for k in KINDS if kind is None or k == kind]
     if query is None:
         return _page(store, kinds, limit, offset)
-    vector = store.embedder.embed([query])[0]
-    hits: list[tuple[MemoryRecord, float]] = []
-    for k in kinds:
-        hits += store.backend.query(store._col(k), vector, offset + limit + 1)
-    hits.sort(key=lambda h: -h[1])
+    hits = store.nearest(query, kinds, offset + limit + 1)
     window = hits[offset : offset + limit + 1]
     items = [MemoryItem(**r.model_dump(), similarity=s) for r, s in window[:limit]]
     more = len(window) > limit
@@ -82,7 +78,7 @@ def _page(store: MemoryStore, kinds: list[MemoryKind], limit: int, offset: int) 
         if seen + counts.get(k, 0) <= offset:
             seen += counts.get(k, 0)  # skip a whole kind without reading it
             continue
-        for rec in store.backend.scan(store._col(k)):
+        for rec in store.records(k):
             if seen >= offset:
                 items.append(MemoryItem(**rec.model_dump()))
                 if len(items) >= limit:

@@ -87,3 +87,18 @@ def test_notes_vote_and_threshold(store: MemoryStore) -> None:
     store.notes.vote([nid], up=False)
     rec = store.get(nid)
     assert rec is not None and rec.q == -1.0 and rec.failures == 1
+
+
+def test_records_and_nearest_read_without_touching_values(store: MemoryStore) -> None:
+    near = store.episodes.add("open the wooden chest", "A", success=True, reward=1.0)
+    far = store.episodes.add("cook the yellow potato", "B", success=False, reward=0.0)
+    note = store.notes.add("open the wooden chest", "unlock it first")
+    assert [r.id for r in store.records("episode")] == [near, far]
+    assert [r.id for r in store.records("note")] == [note]
+    uses = [r.uses for r in store.records("episode")]
+    hits = store.nearest("open the wooden chest", ["episode"], k=5)
+    assert [r.id for r, _ in hits] == [near, far]
+    assert hits[0][1] > hits[1][1]
+    both = store.nearest("open the wooden chest", ["episode", "note"], k=2)
+    assert {r.id for r, _ in both} == {near, note}
+    assert [r.uses for r in store.records("episode")] == uses  # reading is not using
