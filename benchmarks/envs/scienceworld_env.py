@@ -30,10 +30,15 @@ from pathlib import Path
 from benchmarks.envs.base import Env, Family, Observation, StepInfo, StepResult
 from benchmarks.envs.scienceworld_actions import Key
 from benchmarks.envs.scienceworld_gold import ensure_gold_path, gold_path
-from benchmarks.envs.scienceworld_sim import TASKS, Game, check_task, simplifications
+from benchmarks.envs.scienceworld_sim import (
+    MAX_SCORE,
+    TASKS,
+    Game,
+    check_task,
+    simplifications,
+)
 from benchmarks.envs.textworld_env import sanitize_command
 
-MAX_SCORE = 100.0
 _REFUSED = frozenset({"reset task"})
 _REFUSED_REPLY = "That command is not available here."
 _ENDED_REPLY = "The task has ended."
@@ -73,7 +78,11 @@ class SciWorldEnv:
 
     def reset(self) -> Observation:
         gold = gold_path(self._task, self._variation, self._games_dir)
-        game = self._begin_game()
+        self.close()
+        self._game = game = Game(self._task, self._variation)
+        self._done = False
+        self._info = game.info()
+        self._admissible = game.admissible()
         extra: dict[str, object] = {
             "gold_path": gold,
             "walkthrough": gold,
@@ -87,15 +96,6 @@ class SciWorldEnv:
             info=self._info.model_copy(update={"extra": extra}),
         )
 
-    def _begin_game(self) -> Game:
-        """Start the episode in a fresh JVM (the gold path's replay starts here too)."""
-        self.close()
-        self._game = game = Game(self._task, self._variation)
-        self._done = False
-        self._info = self._step_info(game)
-        self._admissible = game.admissible()
-        return game
-
     def step(self, action: str) -> StepResult:
         if self._game is None:
             raise RuntimeError("SciWorldEnv.step() called before reset()")
@@ -106,8 +106,8 @@ class SciWorldEnv:
             return self._reply(_REFUSED_REPLY)
         text = self._game.step(command, self._admissible.get(command))
         before = self._info.score
-        self._info = self._step_info(self._game)
-        self._done = self._game.completed() or self._info.lost
+        self._info = self._game.info()
+        self._done = self._game.ended(self._info)
         self._admissible = {} if self._done else self._game.admissible()
         return StepResult(
             text=text.strip(),
@@ -125,16 +125,6 @@ class SciWorldEnv:
             reward=0.0,
             done=self._done,
             info=self._info.model_copy(),
-        )
-
-    @staticmethod
-    def _step_info(game: Game) -> StepInfo:
-        score = game.score()
-        return StepInfo(
-            score=float(max(score, 0)),
-            max_score=MAX_SCORE,
-            won=game.completed() and score >= MAX_SCORE,
-            lost=score < 0,
         )
 
     def close(self) -> None:

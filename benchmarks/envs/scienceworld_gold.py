@@ -19,6 +19,7 @@ from benchmarks.envs.scienceworld_sim import (
     start_jvm,
     stop_jvm,
 )
+from benchmarks.envs.textworld_env import sanitize_command
 
 GOLD_DIR = "scienceworld"
 _WAIT1 = "wait1"
@@ -97,32 +98,34 @@ def _ran_actions(task: str, variation: int, raw: Sequence[str]) -> list[_Ran]:
 
 
 def _replay(task: str, variation: int, actions: Sequence[_Ran]) -> tuple[list[str], bool, bool]:
-    """Play ``actions`` as an episode: (wordings played, won, all were admissible). An
-    action missing here may be on an object created during play (a fruit, a seed), whose
+    """Play ``actions`` as an episode does (a fresh ``Game``, each command sanitized and run
+    under the admissible list of that moment): (wordings played, won, all were admissible).
+    An action missing here may be on an object created during play (a fruit, a seed), whose
     id depends on the run: the admissible action of the same kind on objects of the same
     types whose wording shares most words with the original stands in for it."""
-    from benchmarks.envs.scienceworld_env import SciWorldEnv  # it imports this module
-
-    env = SciWorldEnv(task, variation, Path())
+    game = Game(task, variation)
     try:
-        game = env._begin_game()
+        admissible = game.admissible()
         path: list[str] = []
-        won, admissible = False, True
+        won, all_admissible = False, True
         for key, wording, types in actions:
-            by_key = {k: text for text, k in env._admissible.items()}
+            by_key = {k: text for text, k in admissible.items()}
             if key not in by_key:
                 alike = [k for k in by_key if k[0] == key[0] and types and game.types[k] == types]
                 words = set(wording.split())
                 key = max(alike, key=lambda k: len(words & set(by_key[k].split())), default=key)
-            admissible = admissible and key in by_key
+            all_admissible = all_admissible and key in by_key
             path.append(by_key.get(key, wording))
-            result = env.step(path[-1])
-            won = result.info.won
-            if result.done:
+            command = sanitize_command(path[-1])
+            game.step(command, admissible.get(command))
+            info = game.info()
+            won = info.won
+            if game.ended(info):
                 break
-        return path, won, admissible
+            admissible = game.admissible()
+        return path, won, all_admissible
     finally:
-        env.close()
+        game.close()
 
 
 def gold_file(task: str, variation: int, games_dir: Path) -> Path:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from agent.errors import ConfigError, EvolventError
+from benchmarks.envs.base import StepInfo
 from benchmarks.envs.scienceworld_actions import Key, action_entries, prune_entries
 
 MAX_VARIATIONS: dict[str, int] = {
@@ -50,6 +51,8 @@ MAX_VARIATIONS: dict[str, int] = {
 }
 """Variations per task, as the simulator reports them (``get_max_variations``)."""
 TASKS: tuple[str, ...] = tuple(MAX_VARIATIONS)
+MAX_SCORE = 100.0
+"""The simulator's 0-1 score, times 100."""
 EASY = "easy"
 EASY_ELECTRICAL = "teleportAction,openDoors,openContainers,selfWateringFlowerPots"
 
@@ -151,6 +154,21 @@ class Game:
 
     def completed(self) -> bool:
         return bool(self.server.getCompleted())
+
+    def info(self) -> StepInfo:
+        """Score, won and lost now; a negative simulator score (a failed task) reads as lost
+        with score 0."""
+        score = self.score()
+        return StepInfo(
+            score=float(max(score, 0)),
+            max_score=MAX_SCORE,
+            won=self.completed() and score >= MAX_SCORE,
+            lost=score < 0,
+        )
+
+    def ended(self, info: StepInfo) -> bool:
+        """Whether the task is over (completed, or failed: ``info.lost``)."""
+        return self.completed() or info.lost
 
     def admissible(self) -> dict[str, Key]:
         """The admissible actions now; ``types`` then holds their objects' type ids."""
