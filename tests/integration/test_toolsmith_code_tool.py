@@ -51,7 +51,7 @@ def bwrap() -> Iterator[Sandbox]:
 def validated(bwrap: Sandbox, llm: ScriptedLLM) -> Toolsmith:
     smith = Toolsmith(InProcessToolRegistry(HashingEmbedder()), sandbox=bwrap, llm=llm)
     tool = smith.propose_code(ToyEnv(3).reset().task, "> look\n  A hall with a key.")
-    assert tool is not None and tool.status == "active", tool.reason
+    assert tool is not None and tool.status == "active", getattr(tool, "reason", None)
     assert tool.name == "grab_key_and_open_chest"
     assert tool.validation == "static checks passed; 2 test(s) passed in bwrap"
     return smith
@@ -79,7 +79,7 @@ def test_code_tool_is_one_executor_action_of_an_agent_episode(
     def respond(kind: str, prompt: str, options: Sequence[str] | type[BaseModel] | None) -> str:
         if kind == "choose":
             assert isinstance(options, list)
-            return next((o for o in options if o.startswith(TOOL_PREFIX)), options[0])
+            return str(next((o for o in options if o.startswith(TOOL_PREFIX)), options[0]))
         return "take the key, open the chest"
 
     llm = ScriptedLLM([DRAFT], responder=respond)

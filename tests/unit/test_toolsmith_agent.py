@@ -35,7 +35,7 @@ def cook(kind: str, prompt: str, options: Sequence[str] | type[BaseModel] | None
     for want in (f"(X={item})", "prepare meal", f"slice {item}", f"take {item}"):
         hit = next((o for o in options if o.endswith(want)), None)
         if hit is not None:
-            return hit
+            return str(hit)
     return "look"
 
 
@@ -69,6 +69,7 @@ def test_parametrized_macro_runs_as_one_executor_step(evolvent_home: Path) -> No
 
         third = a.run(KitchenEnv(2))
     offered = [c.options for c in llm.calls if c.kind == "choose"][-1]
+    assert offered is not None
     assert f"{TOOL_PREFIX}take_x__slice_x__prepare_meal(X=yellow potato)" in offered
     assert third.success and third.steps == 1
     assert [s.action for s in third.trajectory] == [
@@ -160,5 +161,6 @@ def test_a_tool_that_keeps_failing_is_disabled_with_its_reason() -> None:
         tool = smith.record(failed)
         assert tool is not None
         assert tool.status == ("disabled" if n == 6 else "active")
-    assert tool.reason is not None and tool.reason.startswith("auto-disabled: utility 0.12")
+    assert tool is not None and tool.reason is not None
+    assert tool.reason.startswith("auto-disabled: utility 0.12")
     assert smith.offer("anything", ["a"]) == []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -97,7 +97,7 @@ def test_static_check_accepts_plain_code_and_checks_tests() -> None:
     assert any("imports tool" in p for p in static_problems("import tool\n" + GOOD_CODE))
 
 
-def answer(marker_payload: dict[str, object]) -> object:
+def answer(marker_payload: dict[str, object]) -> Callable[[FakeCall], RunResult]:
     """A FakeSandbox reply that speaks the harness protocol (the marker is argv[2])."""
 
     def reply(call: FakeCall) -> RunResult:
@@ -188,7 +188,7 @@ def test_good_code_tool_is_validated_and_offered(bwrap: Sandbox) -> None:
     )
     assert smith.after_failure("find what is needed", "s") is None  # 1st failure: not due
     tool = smith.after_failure("find what is needed", "s")
-    assert tool is not None and tool.status == "active", tool.reason
+    assert tool is not None and tool.status == "active", getattr(tool, "reason", None)
     assert tool.validation == "static checks passed; 2 test(s) passed in bwrap"
     assert [t.name for t in smith.offer("take what is needed", ["look"])] == ["take_needed"]
     # Same name again: a new tool with a numbered name, not a new version.

@@ -160,7 +160,7 @@ def test_convergence_batches() -> None:
     c.add_invocation()
     assert c.end_episode() is None
     batch = c.end_episode()
-    assert batch == (2, 2, 1, 2.0) and batch.ratio == 2.0
+    assert batch is not None and tuple(batch) == (2, 2, 1, 2.0) and batch.ratio == 2.0
     for _ in range(4):
         c.add_invocation()
     c.end_episode()
