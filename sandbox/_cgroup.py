@@ -31,6 +31,7 @@ _ROOT = Path("/sys/fs/cgroup")
 _CONTROLLERS = ("pids", "memory", "cpuacct")
 PREFIX = "evolvent-sbx-"
 STALE_AFTER_S = 30.0
+_PID_MAX = 4_194_304  # the kernel's upper bound for pid_max
 
 
 @dataclass(frozen=True)
@@ -78,11 +79,11 @@ def support() -> str:
 
 def _maker_alive(name: str) -> bool:
     """Whether the process named in a group's name exists (True where the name has no pid)."""
-    pid_text = name.removeprefix(PREFIX).split("-", 1)[0]
-    if not pid_text.isdigit():  # an older name without the maker's pid: leave it alone
-        return True
+    head, sep, _ = name.removeprefix(PREFIX).partition("-")
+    if not sep or not head.isdigit() or int(head) > _PID_MAX:
+        return True  # an older name without the maker's pid: leave it alone
     try:
-        os.kill(int(pid_text), 0)
+        os.kill(int(head), 0)
     except ProcessLookupError:
         return False
     except PermissionError:
