@@ -98,9 +98,10 @@ def sweep_stale(min_age_s: float = STALE_AFTER_S) -> list[Path]:
         if group.destroy(wait_s=0.0):
             removed.extend(dict.fromkeys(group.dirs.values()))
     now = time.time()
-    for parent in _parents():
+    # On cgroup v2 every controller has the same parent: look at each directory once.
+    for parent in dict.fromkeys(p.path for p in _parents()):
         with contextlib.suppress(OSError):
-            for d in parent.path.glob(f"{PREFIX}*"):
+            for d in parent.glob(f"{PREFIX}*"):
                 try:
                     if _maker_alive(d.name) or now - d.stat().st_mtime < min_age_s:
                         continue

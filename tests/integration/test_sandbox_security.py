@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from sandbox import InsecureSandboxWarning, Sandbox, SandboxUnavailable, get_sandbox, run_selfcheck
-from sandbox._cgroup import RunCgroup, sweep_stale
+from sandbox._cgroup import PREFIX, RunCgroup, sweep_stale
 from sandbox._cgroup import support as cgroup_support
 from sandbox.selfcheck import PROBE_NAMES, wait_for_no_marker
 
@@ -80,7 +80,7 @@ def test_probes(sb: Sandbox, outside_dir: Path) -> None:
 
 
 def _run_cgroups() -> set[Path]:
-    return set(Path("/sys/fs/cgroup").glob("*/**/evolvent-sbx-*"))
+    return set(Path("/sys/fs/cgroup").glob(f"*/**/{PREFIX}*"))
 
 
 def test_spinning_fork_bomb_is_contained_and_cleaned_up(sb: Sandbox) -> None:
