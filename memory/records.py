@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-MemoryKind = Literal["episode", "note", "experience", "action"]
+MemoryKind = Literal["episode", "note", "experience", "action", "value"]
 Outcome = Literal["success", "failure", "unknown"]
 
 

@@ -13,12 +13,14 @@ from memory.embeddings import Embedder, default_embedder
 from memory.episodic import EpisodicMemory, EpisodicParams
 from memory.inprocess import InProcessBackend
 from memory.records import MemoryKind, MemoryRecord
+from memory.values import ValueFunction
 
-KINDS: tuple[MemoryKind, ...] = ("episode", "note", "experience", "action")
+KINDS: tuple[MemoryKind, ...] = ("episode", "note", "experience", "action", "value")
 
 
 class MemoryStore:
-    """Episodic memories, mistake notes and distilled experiences of one namespace."""
+    """Episodic memories, mistake notes, distilled experiences and step values of one
+    namespace."""
 
     def __init__(
         self,
@@ -34,6 +36,7 @@ class MemoryStore:
         self.notes = TextCollection(backend, embedder, self._col("note"), "note")
         self.experiences = TextCollection(backend, embedder, self._col("experience"), "experience")
         self.actions = ActionMemory(backend, embedder, self._col("action"))
+        self.values = ValueFunction(backend, embedder, self._col("value"))
 
     def _col(self, kind: MemoryKind) -> str:
         return f"{self.namespace}__{kind}"

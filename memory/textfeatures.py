@@ -1,0 +1,206 @@
+"""Generic features of an action relative to the text an episode has shown so far.
+
+A step memory keyed by the state's text only helps in a state seen before. These features
+describe an action by how it relates to the episode's text instead, so a value learned in
+one game carries over to another game of the same family:
+
+* the action's verb and words (``take``, ``knife``): what kind of action it is;
+* where its object occurs: in the current observation, in the task, in how many earlier
+  lines, and whether some line consists of the object alone (a list entry);
+* how completely some earlier line covers the action's words (an instruction it carries out),
+  and how many lines before that one, in the same paragraph, no rewarded answer has covered
+  yet (instructions still open ahead of it);
+* word pairs between a short line that names the object and the action's verb and tool
+  (a line "roast the X" with the action "cook X with oven");
+* how often the action, or the same verb on the same object, was taken already.
+
+Nothing here knows a particular environment: words are compared after a crude English
+stemming, lines are split on newlines and sentence ends, and every feature is hashed into a
+fixed-size index space. The generic (word-free) features are repeated under a few hashes so
+that a ridge fit weighs them more than any single word.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+DIM = 1 << 18
+"""Size of the hashed feature space."""
+
+_STOP = frozenset(
+    {
+        *("the", "a", "an", "of", "to", "and", "is", "you", "it", "your", "that", "this"),
+        *("there", "are", "be", "in", "on", "with", "from", "into", "at", "for", "can", "see"),
+    }
+)
+_PREPOSITIONS = frozenset({"with", "from", "on", "in", "into", "to", "at"})
+_GENERIC_COPIES = 4
+_LINE_SPLIT = re.compile(r"\n|(?<=[.!?])\s+")
+_PARAGRAPH_SPLIT = re.compile(r"\n\s*\n")
+
+
+def stem(word: str) -> str:
+    """Crude English stem: ``roasted``/``roast``, ``fried``/``fry``, ``sliced``/``slice``
+    and ``chopped``/``chop`` map to the same string."""
+    w = word
+    if len(w) > 4 and w.endswith("ied"):
+        w = w[:-3] + "i"
+    elif len(w) > 4 and w.endswith("ed"):
+        w = w[:-2]
+        if len(w) > 2 and w[-1] == w[-2]:
+            w = w[:-1]
+    elif len(w) > 4 and w.endswith("ing"):
+        w = w[:-3]
+    elif len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
+        w = w[:-1]
+    if w.endswith("y"):
+        w = w[:-1] + "i"
+    if len(w) > 3 and w.endswith("e"):
+        w = w[:-1]
+    return w
+
+
+def tokens(text: str) -> list[str]:
+    """Stemmed content words of ``text``, in order."""
+    return [stem(w) for w in re.findall(r"[a-z]+", text.lower()) if w not in _STOP]
+
+
+def lines(text: str) -> list[frozenset[str]]:
+    """The non-empty lines (and sentences) of ``text`` as sets of content words."""
+    out = []
+    for raw in _LINE_SPLIT.split(text):
+        words = frozenset(tokens(raw))
+        if words:
+            out.append(words)
+    return out
+
+
+@dataclass(frozen=True)
+class ParsedAction:
+    verb: str
+    obj: tuple[str, ...]
+    """Stemmed content words between the verb and the first preposition."""
+    tool: tuple[str, ...]
+    """Stemmed content words after it."""
+
+    @property
+    def words(self) -> frozenset[str]:
+        return frozenset(self.obj) | frozenset(self.tool)
+
+
+def parse_action(action: str) -> ParsedAction:
+    words = re.findall(r"[a-z]+", action.lower())
+    obj: list[str] = []
+    tool: list[str] = []
+    in_tool = False
+    for w in words[1:]:
+        if w in _PREPOSITIONS:
+            in_tool = True
+        elif w not in _STOP:
+            (tool if in_tool else obj).append(stem(w))
+    return ParsedAction(words[0] if words else "", tuple(obj), tuple(tool))
+
+
+@dataclass
+class EpisodeText:
+    """What an episode has shown so far, in the form the features need."""
+
+    task: str
+    observation: str
+    """The current observation."""
+    paragraphs: list[list[frozenset[str]]] = field(default_factory=list)
+    taken: list[str] = field(default_factory=list)
+    rewarded: list[frozenset[str]] = field(default_factory=list)
+    """Words of each answer that came with a reward."""
+
+    @classmethod
+    def start(cls, task: str, first_observation: str) -> EpisodeText:
+        ctx = cls(task=task, observation=first_observation)
+        ctx._add(first_observation)
+        return ctx
+
+    def _add(self, text: str) -> None:
+        for para in _PARAGRAPH_SPLIT.split(text):
+            found = lines(para)
+            if found:
+                self.paragraphs.append(found)
+
+    def observe(self, action: str, answer: str, reward: float) -> None:
+        """Record that ``action`` was taken and answered with ``answer``."""
+        self.taken.append(action)
+        self._add(answer)
+        self.observation = answer
+        if reward > 0:
+            self.rewarded.append(frozenset(tokens(answer)))
+
+
+def _bucket(x: float, cuts: Sequence[float]) -> int:
+    return sum(x >= c for c in cuts)
+
+
+def _hash(parts: tuple[object, ...]) -> int:
+    return zlib.crc32("|".join(map(str, parts)).encode()) % DIM
+
+
+def action_features(ctx: EpisodeText, action: str) -> list[int]:
+    """Sorted hashed feature indices (binary features) of ``action`` in context ``ctx``."""
+    act = parse_action(action)
+    verb, obj = act.verb, frozenset(act.obj)
+    words = act.words
+    feats: list[tuple[object, ...]] = [("bias",), ("v", verb)]
+    feats += [("vw", verb, w) for w in words]
+    feats += [("vt", verb, w) for w in act.tool]
+    generic: list[tuple[object, ...]] = []
+    if obj:
+        generic.append(("obj_in_current", verb, obj <= frozenset(tokens(ctx.observation))))
+        generic.append(("obj_in_task", verb, obj <= frozenset(tokens(ctx.task))))
+    n_lines = 0
+    whole = False
+    best = 0.0
+    open_before: int | None = None
+    pairs: set[tuple[str, str]] = set()
+    mine = words | {stem(verb)}
+    for paragraph in ctx.paragraphs:
+        for i, line in enumerate(paragraph):
+            if obj and obj <= line:
+                n_lines += 1
+                whole = whole or line == obj
+                if len(line) <= len(obj) + 2:
+                    pairs.update((u, w) for u in line - obj for w in (verb, *act.tool))
+            cover = len(line & mine) / len(line)
+            best = max(best, cover)
+            if cover == 1.0:
+                still_open = sum(
+                    1
+                    for prev in paragraph[:i]
+                    if len(prev) >= 2 and not any(prev <= r for r in ctx.rewarded)
+                )
+                open_before = still_open if open_before is None else min(open_before, still_open)
+    cover_b = _bucket(best, (0.34, 0.5, 0.67, 0.99))
+    open_b = -1 if open_before is None else min(open_before, 3)
+    repeats = min(ctx.taken.count(action), 2)
+    same_vo = min(sum(1 for t in ctx.taken if _same_verb_object(t, act)), 2)
+    generic += [
+        ("lines", verb, min(n_lines, 4)),
+        ("lines", min(n_lines, 4)),
+        ("whole", verb, whole),
+        ("whole", whole),
+        ("cover", verb, cover_b),
+        ("cover", cover_b),
+        ("open_before", verb, open_b),
+        ("cover_open", cover_b, open_b),
+        ("again", verb, repeats),
+        ("again_vo", verb, same_vo),
+    ]
+    feats += [("pair", u, w) for u, w in sorted(pairs)]
+    feats += generic
+    feats += [(*g, "copy", k) for g in generic for k in range(_GENERIC_COPIES - 1)]
+    return sorted({_hash(f) for f in feats})
+
+
+def _same_verb_object(taken: str, act: ParsedAction) -> bool:
+    other = parse_action(taken)
+    return other.verb == act.verb and other.obj == act.obj
