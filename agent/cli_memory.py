@@ -29,12 +29,14 @@ out = Console(width=None if sys.stdout.isatty() else 160)
 
 app = typer.Typer(help="Inspect and manage learned memory.", no_args_is_help=True)
 
-KIND_CHOICES = ("episode", "note", "experience", "action")
+KIND_CHOICES = ("episode", "note", "experience", "action", "value")
 NamespaceOpt = Annotated[
     str | None, typer.Option("--namespace", help="Memory namespace (default from settings).")
 ]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML or YAML settings file.")]
-KindOpt = Annotated[str | None, typer.Option("--kind", help="episode | note | experience | action")]
+KindOpt = Annotated[
+    str | None, typer.Option("--kind", help="episode | note | experience | action | value")
+]
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:

@@ -82,6 +82,11 @@ class MemorySettings(BaseModel):
     without asking the LLM when its learned value is at least ``follow_min_value``."""
     follow_min_value: float = 0.5
     """Learned value a proposal needs before the ``follow`` policy takes it."""
+    step_values: bool = True
+    """Propose actions from the step-value function over generic text features
+    (``memory/values.py``), which carries over to games never seen, rather than from the
+    per-state action memory. Under ``follow`` its best action is always taken (while
+    learning: with its exploration); ``follow_min_value`` applies to the per-state memory."""
     notebook_batch: int = Field(default=4, ge=0)
     """Failures per mistake-notebook update; each update re-plays the batch twice to
     decide whether to keep it (0: no mistake notes)."""

@@ -38,7 +38,8 @@ class StepRecord(TypedDict):
     """The offered option that ran the tool (``use tool NAME(X=..)``), on its steps."""
     error: str | None
     source: str
-    """Who chose the action: ``llm``, ``memory`` (the follow policy) or ``tool``."""
+    """Who chose the action: ``llm``, ``memory`` (the follow policy), ``explore`` (the step-value
+    function's random exploration while learning) or ``tool``."""
     memory_ids: list[str]
     """Step-memory records whose proposals the prompt for this step contained."""
     llm_s: float
@@ -111,6 +112,9 @@ class EpisodeContext:
     has_action_memories: bool | None = None
     """Whether step memory held anything when this graph run first asked (an episode writes
     its step memories after it ends, so one count per run spares a store round trip per step)."""
+    values_active: bool | None = None
+    """Whether the step-value function had learned enough to propose, when first asked in
+    this graph run."""
 
     @contextmanager
     def memory_time(self) -> Iterator[None]:

@@ -1,7 +1,8 @@
-"""The bridge between episodes and step-level action memory.
+"""The bridge between episodes and step-level memory.
 
-The executor and the reflector must compute the same state text for the same moment of an
-episode, or what is learned is never found again; both use these two functions.
+The executor and the reflector must compute the same state text (and the same text context)
+for the same moment of an episode, or what is learned is never found again; both use these
+functions.
 """
 
 from __future__ import annotations
@@ -9,6 +10,11 @@ from __future__ import annotations
 from agent.prompts import state_key
 from agent.state import AgentState
 from memory.actions import StepSample
+from memory.textfeatures import EpisodeText, action_features
+from memory.values import ValueStep
+
+STATE_TEXT_CHARS = 500
+"""How much of the observation a step-value record keeps as its (searchable) key."""
 
 
 def current_state(state: AgentState, window: int) -> str:
@@ -36,4 +42,33 @@ def samples(state: AgentState, window: int) -> list[StepSample]:
         )
         actions.append(step["action"])
         observation = step["observation"]
+    return out
+
+
+def episode_text(state: AgentState) -> EpisodeText:
+    """The text context of the moment the executor is about to act in."""
+    ctx = EpisodeText.start(state.get("task", ""), state.get("first_observation", ""))
+    for step in state.get("steps", []):
+        if step["action"] is not None:
+            ctx.observe(step["action"], step["observation"], step["reward"])
+    return ctx
+
+
+def value_steps(state: AgentState) -> list[ValueStep]:
+    """Every action of a finished episode with its features in the context it was taken in."""
+    ctx = EpisodeText.start(state.get("task", ""), state.get("first_observation", ""))
+    out: list[ValueStep] = []
+    for step in state.get("steps", []):
+        action = step["action"]
+        if action is None:
+            continue
+        out.append(
+            ValueStep(
+                state=ctx.observation[:STATE_TEXT_CHARS],
+                action=action,
+                reward=step["reward"],
+                features=action_features(ctx, action),
+            )
+        )
+        ctx.observe(action, step["observation"], step["reward"])
     return out

@@ -7,6 +7,7 @@ answering junk costs a failed step, not the episode.
 
 from __future__ import annotations
 
+import random
 import time
 from typing import Any
 
@@ -15,9 +16,10 @@ from agent.prompts import executor_prompt, render_proposals
 from agent.shortlist import shortlist
 from agent.stall import detect_stall
 from agent.state import AgentState, EpisodeContext, StepRecord
-from agent.stepmemory import current_state
+from agent.stepmemory import current_state, episode_text
 from benchmarks.envs.base import StepResult
 from memory.actions import ActionProposal
+from memory.textfeatures import EpisodeText
 from toolsmith.models import Tool, ToolUse
 from toolsmith.params import resolve_step
 
@@ -65,19 +67,57 @@ def no_op_actions(state: AgentState) -> set[str]:
     return found
 
 
+def _uses_values(ctx: EpisodeContext) -> bool:
+    """Whether step proposals come from the step-value function (``memory.step_values``),
+    once it has learned from enough episodes (asked once per graph run)."""
+    m = ctx.settings.memory
+    if m.action_hints <= 0 or not m.step_values:
+        return False
+    if ctx.values_active is None:
+        ctx.values_active = ctx.memory.values.active()
+    return ctx.values_active
+
+
 def _proposals(
-    state: AgentState, ctx: EpisodeContext, admissible: list[str]
+    state: AgentState, ctx: EpisodeContext, admissible: list[str], text: EpisodeText | None
 ) -> list[ActionProposal]:
     k = ctx.settings.memory.action_hints
-    actions = ctx.memory.actions
     if k <= 0 or not admissible:
         return []
+    if text is not None:
+        return ctx.memory.values.propose(text, admissible, k=k)
+    actions = ctx.memory.actions
     if ctx.has_action_memories is None:
         ctx.has_action_memories = actions.count() > 0
     if not ctx.has_action_memories:
         return []  # an empty memory costs no embedding
     key = current_state(state, ctx.settings.agent.state_window)
     return actions.propose(key, admissible, k=k)
+
+
+def _to_follow(
+    state: AgentState,
+    ctx: EpisodeContext,
+    proposals: list[ActionProposal],
+    choices: list[str],
+    text: EpisodeText | None,
+) -> tuple[str | None, str]:
+    """Under ``memory.action_policy = follow``: the memory's action for this step and who
+    chose it (``memory``; ``explore`` for the value function's random exploration)."""
+    settings = ctx.settings
+    if not proposals or settings.memory.action_policy != "follow":
+        return None, "llm"
+    if text is None:
+        top = proposals[0]
+        if top.value < settings.memory.follow_min_value:
+            return None, "llm"
+        return top.action, "memory"
+    if not settings.agent.learn:
+        return proposals[0].action, "memory"
+    # Seeded by episode and step: a resumed episode makes the same choices again.
+    rng = random.Random(f"{state.get('thread_id', '')}:{state.get('step_count', 0)}")
+    action, random_pick = ctx.memory.values.explore_choice(text, choices, rng)
+    return action, "explore" if random_pick else "memory"
 
 
 def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
@@ -98,7 +138,9 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
             if offer
             else []
         )
-        proposals = _proposals(state, ctx, choices)
+        text = episode_text(state) if _uses_values(ctx) and choices else None
+        proposals = _proposals(state, ctx, choices, text)
+        follow, chooser = _to_follow(state, ctx, proposals, choices, text)
     choices = shortlist(
         choices,
         ctx.settings.agent.max_options,
@@ -110,13 +152,6 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
     tool_options = {f"{TOOL_PREFIX}{t.call}": t for t in tools}
     options = choices + list(tool_options)
     memory_ids = [i for p in proposals for i in p.ids]
-    follow = (
-        proposals[0].action
-        if proposals
-        and ctx.settings.memory.action_policy == "follow"
-        and proposals[0].value >= ctx.settings.memory.follow_min_value
-        else None
-    )
     if follow is None:
         follow = _tool_to_follow(state, ctx, tool_options)
     prompt = executor_prompt(
@@ -184,7 +219,7 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
         rec["score"] = last.info.score
         rec["done"] = last.done
         rec["tokens"] = tokens if i == 0 else 0
-        rec["source"] = "tool" if tool else ("memory" if follow is not None else "llm")
+        rec["source"] = "tool" if tool else (chooser if follow is not None else "llm")
         rec["tool_call"] = action if tool else None
         rec["memory_ids"] = memory_ids if i == 0 else []
         records.append(rec)

@@ -15,7 +15,7 @@ from agent.errors import InvalidLLMOutput
 from agent.prompts import episode_summary
 from agent.stall import describe_loop
 from agent.state import AgentState, EpisodeContext
-from agent.stepmemory import samples
+from agent.stepmemory import samples, value_steps
 from memory.records import Provenance
 from memory.store import MemoryStore
 
@@ -65,7 +65,8 @@ def write_memories(state: AgentState, mem: MemoryStore, state_window: int) -> li
     """What a finished episode teaches memory; returns the ids written, in order.
 
     Q update and votes for every memory a prompt contained, the episode as an episodic
-    memory, every step's action value. Shared by the reflector node and ``Agent.learn_from``
+    memory, every step's action value and step-value sample. Shared by the reflector node
+    and ``Agent.learn_from``
     (learning deferred past the episode), so both make exactly the same writes.
     """
     success = success_of(state)
@@ -99,4 +100,7 @@ def write_memories(state: AgentState, mem: MemoryStore, state_window: int) -> li
         )
     ]
     written += mem.actions.learn(samples(state, state_window), success, prov.model_copy())
+    written += mem.values.learn(
+        value_steps(state), success, bool(state.get("lost")), prov.model_copy()
+    )
     return list(dict.fromkeys(written))

@@ -234,7 +234,8 @@ def test_free_text_task(evolvent_home: Path) -> None:
 def test_step_memory_proposes_and_follow_policy_acts(evolvent_home: Path) -> None:
     store = MemoryStore.in_memory(HashingEmbedder())
     env = ToyEnv(seed=6)
-    s = settings(evolvent_home, **{"memory.action_policy": "follow"})
+    # The per-state action memory (the step-value function has its own test below).
+    s = settings(evolvent_home, **{"memory.action_policy": "follow", "memory.step_values": False})
     with Agent(s, llm=follow_walkthrough(env), memory=store, embedder=store.embedder) as agent:
         assert agent.run(ToyEnv(seed=6)).success
     assert store.actions.count() == len(env.walkthrough)
@@ -250,7 +251,8 @@ def test_step_memory_proposes_and_follow_policy_acts(evolvent_home: Path) -> Non
 
     # Policy "llm": the proposals are shown to the LLM, which still decides.
     shown = ScriptedLLM(responder=lambda k, p, o: "look" if k == "choose" else "ok")
-    with Agent(settings(evolvent_home), llm=shown, memory=store, embedder=store.embedder) as a:
+    s_llm = settings(evolvent_home, **{"memory.step_values": False})
+    with Agent(s_llm, llm=shown, memory=store, embedder=store.embedder) as a:
         r = a.run(ToyEnv(seed=6), max_steps=2)
     assert "Memory suggests: " + env.walkthrough[0] in shown.prompts[1]
     assert r.trajectory[0].source == "llm" and r.trajectory[0].action == "look"

@@ -1,0 +1,125 @@
+"""Step values over generic text features: they carry over to games never seen."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from word_env import TEST_WORDS, WordEnv
+
+from agent import Agent
+from agent.config import load_settings
+from agent.llm.scripted import ScriptedLLM
+from memory import HashingEmbedder, MemoryStore
+from memory.records import Provenance
+from memory.textfeatures import EpisodeText, action_features, parse_action, stem
+from memory.values import ValueFunction, ValueStep, ridge_fit
+
+
+def test_stems_join_inflections() -> None:
+    for a, b in [("roasted", "roast"), ("fried", "fry"), ("sliced", "slice"), ("chopped", "chop")]:
+        assert stem(a) == stem(b), (a, b)
+    assert stem("apples") == stem("apple") and stem("roast") != stem("toast")
+
+
+def test_parse_action_splits_verb_object_and_tool() -> None:
+    act = parse_action("cook the red potato with oven")
+    assert act.verb == "cook" and act.obj == ("red", "potato") and act.tool == ("oven",)
+
+
+def test_features_tell_an_instructed_action_from_another() -> None:
+    ctx = EpisodeText.start(
+        "Do what the note says.", "A note.\nfetch the jar\n\nYou see a jar, a drum."
+    )
+    jar, drum = action_features(ctx, "fetch jar"), action_features(ctx, "fetch drum")
+    assert jar == sorted(set(jar)) and jar != drum
+    # Same relation to the text, other words: most features are shared.
+    other = EpisodeText.start("Do what the note says.", "A note.\nfetch the oar\n\nYou see a oar.")
+    shared = set(jar) & set(action_features(other, "fetch oar"))
+    assert len(shared) > len(set(jar) & set(drum))
+    # Taking an action changes its own features (it has been taken once).
+    ctx.observe("look", "Nothing happens.", 0.0)
+    assert action_features(ctx, "look") != action_features(
+        EpisodeText.start("Do what the note says.", ctx.observation), "look"
+    )
+
+
+def test_ridge_fit_recovers_a_linear_target() -> None:
+    rng = np.random.default_rng(0)
+    true = {3: 1.0, 7: -0.5, 11: 0.25}
+    feats = [
+        np.array(sorted(rng.choice([3, 7, 11, 20], size=2, replace=False))) for _ in range(200)
+    ]
+    y = np.array([sum(true.get(int(i), 0.0) for i in f) for f in feats])
+    w = ridge_fit(feats, y, ridge=1e-3, iterations=100, start=np.zeros(1 << 18))
+    assert w[3] == pytest.approx(1.0, abs=0.02) and w[7] == pytest.approx(-0.5, abs=0.02)
+
+
+def play(values: ValueFunction, seed: int, learn: bool, rng: random.Random) -> bool:
+    env = WordEnv(seed)
+    obs = env.reset()
+    ctx = EpisodeText.start(obs.task, obs.text)
+    admissible, steps, won, lost = obs.admissible, [], False, False
+    for _ in range(6):
+        if learn:
+            action, _ = values.explore_choice(ctx, admissible, rng)
+        else:
+            action = values.propose(ctx, admissible, k=1)[0].action
+        res = env.step(action)
+        steps.append(
+            ValueStep(
+                state=ctx.observation,
+                action=action,
+                reward=res.reward,
+                features=action_features(ctx, action),
+            )
+        )
+        ctx.observe(action, res.text, res.reward)
+        admissible, won, lost = res.admissible, res.info.won, res.info.lost
+        if res.done:
+            break
+    if learn:
+        values.learn(steps, won, lost, Provenance(episode_id=f"ep{seed}", seed=seed))
+    return won
+
+
+def test_values_learned_on_some_words_win_with_words_never_seen() -> None:
+    store = MemoryStore.in_memory(HashingEmbedder())
+    values, rng = store.values, random.Random(0)
+    assert not values.active()
+    train = [play(values, s, True, rng) for s in range(30)]
+    held_out = [play(values, s, False, rng) for s in range(1000, 1020)]
+    assert sum(held_out) >= 18, (sum(train), sum(held_out))  # chance: 1 in 4
+    assert values.episodes() == 30 and values.active()
+
+    # Every record says where it came from and can be exported and deleted.
+    records = list(store.records("value"))
+    assert {r.provenance.episode_id for r in records} == {f"ep{s}" for s in range(30)}
+    assert all(r.meta["features"] for r in records)
+    assert sum(1 for row in store.export() if row["kind"] == "value") == len(records)
+    for rec in records:
+        assert store.delete(rec.id)
+    ctx = EpisodeText.start("Do what the note says.", "fetch the oar\n\nYou see a oar, a rope.")
+    assert values.values(ctx, ["fetch oar", "fetch rope"]) == [0.0, 0.0]
+    assert values.episodes() == 0 and not values.active()
+
+
+def test_the_agent_follows_learned_values_on_new_games(evolvent_home: Path) -> None:
+    store = MemoryStore.in_memory(HashingEmbedder())
+    # A useless LLM: it always waits; the note is never read by it.
+    llm = ScriptedLLM(responder=lambda k, p, o: "wait" if k == "choose" else "ok")
+    follow = {"home": str(evolvent_home), "memory.action_policy": "follow"}
+    learn = load_settings(None, **follow)
+    with Agent(learn, llm=llm, memory=store, embedder=store.embedder) as agent:
+        for seed in range(20):
+            agent.run(WordEnv(seed), max_steps=6)
+    assert store.stats()["value"] > 0
+    frozen = load_settings(None, **follow, **{"agent.learn": False})
+    with Agent(frozen, llm=llm, memory=store, embedder=store.embedder) as agent:
+        results = [agent.run(WordEnv(s), max_steps=6) for s in range(1000, 1010)]
+    assert sum(r.success for r in results) >= 9, [r.trajectory[-1].action for r in results]
+    assert {st.source for r in results for st in r.trajectory} == {"memory"}
+    fetched = [(r.trajectory[-1].action or "").removeprefix("fetch ") for r in results]
+    assert all(w in TEST_WORDS for w in fetched), fetched
