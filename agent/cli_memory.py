@@ -223,16 +223,31 @@ def import_(
 
 @app.command()
 def delete(
-    memory_ids: Annotated[list[str], typer.Argument(help="One or more memory ids.")],
+    memory_ids: Annotated[
+        list[str] | None, typer.Argument(help="Memory ids (or use --episode).")
+    ] = None,
+    episode: Annotated[
+        str | None,
+        typer.Option("--episode", help="Delete every memory learned from this episode id."),
+    ] = None,
     namespace: NamespaceOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Delete memories by id."""
+    """Delete memories by id, or everything one episode taught (``--episode``)."""
+    if bool(memory_ids) == (episode is not None):
+        raise _fail("give memory ids or --episode ID (one of the two)")
     with _store(namespace, config, read_only=False) as store:
-        missing = [m for m in memory_ids if not store.delete(m)]
+        if episode is not None:
+            n = store.delete_episode(episode)
+            if not n:
+                raise _fail(f"no memory learned from episode {episode!r}", code=1)
+            err.print(f"deleted {n} memories of episode {episode}")
+            return
+        ids = memory_ids or []
+        missing = [m for m in ids if not store.delete(m)]
     if missing:
         raise _fail(f"not found: {', '.join(missing)}", code=1)
-    err.print(f"deleted {len(memory_ids)}")
+    err.print(f"deleted {len(ids)}")
 
 
 @app.command()

@@ -91,6 +91,16 @@ class MemoryStore:
     def delete(self, memory_id: str) -> bool:
         return any(self.backend.delete(self._col(kind), [memory_id]) for kind in KINDS)
 
+    def delete_episode(self, episode_id: str) -> int:
+        """Delete every record whose provenance is episode ``episode_id`` (what that episode
+        taught; records merged from several episodes name the first). Returns how many."""
+        n = 0
+        for kind in KINDS:
+            ids = [r.id for r in self.records(kind) if r.provenance.episode_id == episode_id]
+            if ids:
+                n += self.backend.delete(self._col(kind), ids)
+        return n
+
     def records(self, kind: MemoryKind) -> Iterator[MemoryRecord]:
         """Every record of one kind in this namespace, oldest first."""
         return self.backend.scan(self._col(kind))

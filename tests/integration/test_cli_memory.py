@@ -67,6 +67,13 @@ def test_list_show_search_export_reset_import_delete(evolvent_home: Path, tmp_pa
     r = runner.invoke(app, ["memory", "show", note])
     assert r.exit_code == 1 and "no memory" in r.output
 
+    # Everything one episode taught, at once.
+    r = runner.invoke(app, ["memory", "delete", "--episode", "run-1-0"])
+    assert r.exit_code == 0 and "deleted 1 memories of episode run-1-0" in r.output, r.output
+    assert runner.invoke(app, ["memory", "show", ep]).exit_code == 1
+    r = runner.invoke(app, ["memory", "delete", "--episode", "run-1-0"])
+    assert r.exit_code == 1 and "no memory learned from episode" in r.output
+
 
 def test_bad_input_is_one_clear_line(evolvent_home: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
@@ -74,6 +81,8 @@ def test_bad_input_is_one_clear_line(evolvent_home: Path, tmp_path: Path) -> Non
     r = runner.invoke(app, ["memory", "import", str(bad)])
     assert r.exit_code == 2 and "bad.jsonl:2: not JSON" in r.output
     r = runner.invoke(app, ["memory", "list", "--kind", "nope"])
-    assert r.exit_code == 2 and "valid: episode, note, experience, action" in r.output
+    assert r.exit_code == 2 and "valid: episode, note, experience, action, value" in r.output
+    r = runner.invoke(app, ["memory", "delete"])
+    assert r.exit_code == 2 and "give memory ids or --episode ID" in r.output
     r = runner.invoke(app, ["memory", "import", str(tmp_path / "missing.jsonl")])
     assert r.exit_code == 2 and "no such file" in r.output
