@@ -170,9 +170,16 @@ class ValueFunction:
             w = self._weights
         return [float(w[action_features(ctx, a)].sum()) for a in actions]
 
-    def propose(self, ctx: EpisodeText, admissible: Sequence[str], k: int) -> list[ActionProposal]:
-        """The ``k`` admissible actions of highest value, best first."""
-        vals = self.values(ctx, admissible)
+    def propose(
+        self,
+        ctx: EpisodeText,
+        admissible: Sequence[str],
+        k: int,
+        values: Sequence[float] | None = None,
+    ) -> list[ActionProposal]:
+        """The ``k`` admissible actions of highest value, best first (``values``: those of
+        ``admissible`` when the caller has computed them already)."""
+        vals = self.values(ctx, admissible) if values is None else values
         support = len(self._data)
         ranked = sorted(zip(admissible, vals, strict=True), key=lambda av: (-av[1], av[0]))
         return [
@@ -181,15 +188,20 @@ class ValueFunction:
         ]
 
     def explore_choice(
-        self, ctx: EpisodeText, admissible: Sequence[str], rng: random.Random
+        self,
+        ctx: EpisodeText,
+        admissible: Sequence[str],
+        rng: random.Random,
+        values: Sequence[float] | None = None,
     ) -> tuple[str, bool]:
-        """The action to take while learning, and whether it was a random pick."""
+        """The action to take while learning, and whether it was a random pick
+        (``values`` as in ``propose``)."""
         p = self.params
         fresh = [a for a in admissible if a not in ctx.taken] or list(admissible)
         eps = max(p.epsilon_min, p.epsilon * p.epsilon_decay ** self.episodes())
         if rng.random() < eps:
             return fresh[rng.randrange(len(fresh))], True
-        vals = self.values(ctx, admissible)
+        vals = self.values(ctx, admissible) if values is None else values
         taken = set(ctx.taken)
         scored = [
             (v + (p.novelty_bonus if a not in taken else 0.0), a)

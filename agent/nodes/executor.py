@@ -80,19 +80,22 @@ def _uses_values(ctx: EpisodeContext) -> bool:
 
 def _proposals(
     state: AgentState, ctx: EpisodeContext, admissible: list[str], text: EpisodeText | None
-) -> list[ActionProposal]:
+) -> tuple[list[ActionProposal], list[float] | None]:
+    """Step-memory proposals for ``admissible``, and (from the step-value function) the
+    value of every admissible action, which the follow policy reuses."""
     k = ctx.settings.memory.action_hints
     if k <= 0 or not admissible:
-        return []
+        return [], None
     if text is not None:
-        return ctx.memory.values.propose(text, admissible, k=k)
+        values = ctx.memory.values.values(text, admissible)
+        return ctx.memory.values.propose(text, admissible, k=k, values=values), values
     actions = ctx.memory.actions
     if ctx.has_action_memories is None:
         ctx.has_action_memories = actions.count() > 0
     if not ctx.has_action_memories:
-        return []  # an empty memory costs no embedding
+        return [], None  # an empty memory costs no embedding
     key = current_state(state, ctx.settings.agent.state_window)
-    return actions.propose(key, admissible, k=k)
+    return actions.propose(key, admissible, k=k), None
 
 
 def _to_follow(
@@ -101,6 +104,7 @@ def _to_follow(
     proposals: list[ActionProposal],
     choices: list[str],
     text: EpisodeText | None,
+    values: list[float] | None,
 ) -> tuple[str | None, str]:
     """Under ``memory.action_policy = follow``: the memory's action for this step and who
     chose it (``memory``; ``explore`` for the value function's random exploration)."""
@@ -116,7 +120,7 @@ def _to_follow(
         return proposals[0].action, "memory"
     # Seeded by episode and step: a resumed episode makes the same choices again.
     rng = random.Random(f"{state.get('thread_id', '')}:{state.get('step_count', 0)}")
-    action, random_pick = ctx.memory.values.explore_choice(text, choices, rng)
+    action, random_pick = ctx.memory.values.explore_choice(text, choices, rng, values)
     return action, "explore" if random_pick else "memory"
 
 
@@ -139,8 +143,8 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
             else []
         )
         text = episode_text(state) if _uses_values(ctx) and choices else None
-        proposals = _proposals(state, ctx, choices, text)
-        follow, chooser = _to_follow(state, ctx, proposals, choices, text)
+        proposals, values = _proposals(state, ctx, choices, text)
+        follow, chooser = _to_follow(state, ctx, proposals, choices, text, values)
     choices = shortlist(
         choices,
         ctx.settings.agent.max_options,
