@@ -115,14 +115,19 @@ class EpisodeText:
     taken: list[str] = field(default_factory=list)
     rewarded: list[frozenset[str]] = field(default_factory=list)
     """Words of each answer that came with a reward."""
+    task_words: frozenset[str] = frozenset()
+    observation_words: frozenset[str] = frozenset()
+    """Content words of ``task`` and ``observation``, computed once, not per action."""
 
     @classmethod
     def start(cls, task: str, first_observation: str) -> EpisodeText:
-        ctx = cls(task=task, observation=first_observation)
-        ctx._add(first_observation)
+        ctx = cls(task=task, observation=first_observation, task_words=frozenset(tokens(task)))
+        ctx._see(first_observation)
         return ctx
 
-    def _add(self, text: str) -> None:
+    def _see(self, text: str) -> None:
+        self.observation = text
+        self.observation_words = frozenset(tokens(text))
         for para in _PARAGRAPH_SPLIT.split(text):
             found = lines(para)
             if found:
@@ -131,10 +136,9 @@ class EpisodeText:
     def observe(self, action: str, answer: str, reward: float) -> None:
         """Record that ``action`` was taken and answered with ``answer``."""
         self.taken.append(action)
-        self._add(answer)
-        self.observation = answer
+        self._see(answer)
         if reward > 0:
-            self.rewarded.append(frozenset(tokens(answer)))
+            self.rewarded.append(self.observation_words)
 
 
 def _bucket(x: float, cuts: Sequence[float]) -> int:
@@ -155,8 +159,8 @@ def action_features(ctx: EpisodeText, action: str) -> list[int]:
     feats += [("vt", verb, w) for w in act.tool]
     generic: list[tuple[object, ...]] = []
     if obj:
-        generic.append(("obj_in_current", verb, obj <= frozenset(tokens(ctx.observation))))
-        generic.append(("obj_in_task", verb, obj <= frozenset(tokens(ctx.task))))
+        generic.append(("obj_in_current", verb, obj <= ctx.observation_words))
+        generic.append(("obj_in_task", verb, obj <= ctx.task_words))
     n_lines = 0
     whole = False
     best = 0.0
