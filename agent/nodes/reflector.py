@@ -66,8 +66,8 @@ def write_memories(state: AgentState, mem: MemoryStore, state_window: int) -> li
 
     Q update and votes for every memory a prompt contained, the episode as an episodic
     memory, every step's action value and step-value sample. Shared by the reflector node
-    and ``Agent.learn_from``
-    (learning deferred past the episode), so both make exactly the same writes.
+    and ``Agent.learn_from`` (learning deferred past the episode), so both make exactly the
+    same writes.
     """
     success = success_of(state)
     reward = 1.0 if success else -1.0
