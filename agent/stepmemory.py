@@ -10,7 +10,7 @@ from __future__ import annotations
 from agent.prompts import state_key
 from agent.state import AgentState
 from memory.actions import StepSample
-from memory.textfeatures import EpisodeText, action_features
+from memory.textfeatures import EpisodeText, analyse
 from memory.values import ValueStep
 
 STATE_TEXT_CHARS = 500
@@ -62,12 +62,14 @@ def value_steps(state: AgentState) -> list[ValueStep]:
         action = step["action"]
         if action is None:
             continue
+        view = analyse(ctx, action)
         out.append(
             ValueStep(
                 state=ctx.observation[:STATE_TEXT_CHARS],
                 action=action,
                 reward=step["reward"],
-                features=action_features(ctx, action),
+                features=view.features,
+                signature=view.signature,
             )
         )
         ctx.observe(action, step["observation"], step["reward"])

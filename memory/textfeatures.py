@@ -12,7 +12,12 @@ one game carries over to another game of the same family:
   yet (instructions still open ahead of it);
 * word pairs between a short line that names the object and the action's verb and tool
   (a line "roast the X" with the action "cook X with oven");
+* whether a line names both the action's verb and its object (an instruction naming this
+  very move), and whether a rewarded answer has covered that line yet;
 * how often the action, or the same verb on the same object, was taken already.
+
+``analyse`` also gives the action a coarse *signature* (verb plus bucketed relations), which
+exploration counts across episodes to prefer kinds of moves rarely tried.
 
 Nothing here knows a particular environment: words are compared after a crude English
 stemming, lines are split on newlines and sentence ends, and every feature is hashed into a
@@ -115,6 +120,8 @@ class EpisodeText:
     taken: list[str] = field(default_factory=list)
     rewarded: list[frozenset[str]] = field(default_factory=list)
     """Words of each answer that came with a reward."""
+    signatures: list[str] = field(default_factory=list)
+    """Signature of each taken action, in the context it was taken in."""
     task_words: frozenset[str] = frozenset()
     observation_words: frozenset[str] = frozenset()
     """Content words of ``task`` and ``observation``, computed once, not per action."""
@@ -133,8 +140,13 @@ class EpisodeText:
             if found:
                 self.paragraphs.append(found)
 
+    def answered(self, line: frozenset[str]) -> bool:
+        """Whether a rewarded answer covered ``line`` (an instruction carried out)."""
+        return any(line <= r for r in self.rewarded)
+
     def observe(self, action: str, answer: str, reward: float) -> None:
         """Record that ``action`` was taken and answered with ``answer``."""
+        self.signatures.append(analyse(self, action).signature)
         self.taken.append(action)
         self._see(answer)
         if reward > 0:
@@ -149,24 +161,44 @@ def _hash(parts: tuple[object, ...]) -> int:
     return zlib.crc32("|".join(map(str, parts)).encode()) % DIM
 
 
+@dataclass(frozen=True)
+class ActionView:
+    """An action as the step-value function sees it in one context."""
+
+    features: list[int]
+    """Sorted hashed feature indices (binary features)."""
+    signature: str
+    """The action's verb with its coarse relation to the text (how well a line covers it,
+    open instructions before that line, whether an open line names its verb and object, its
+    object in the task, repeats): what exploration counts to find untried kinds of moves."""
+
+
 def action_features(ctx: EpisodeText, action: str) -> list[int]:
     """Sorted hashed feature indices (binary features) of ``action`` in context ``ctx``."""
+    return analyse(ctx, action).features
+
+
+def analyse(ctx: EpisodeText, action: str) -> ActionView:
+    """The features and the signature of ``action`` in context ``ctx``, in one pass."""
     act = parse_action(action)
     verb, obj = act.verb, frozenset(act.obj)
     words = act.words
     feats: list[tuple[object, ...]] = [("bias",), ("v", verb)]
     feats += [("vw", verb, w) for w in words]
     feats += [("vt", verb, w) for w in act.tool]
+    in_task = bool(obj) and obj <= ctx.task_words
     generic: list[tuple[object, ...]] = []
     if obj:
         generic.append(("obj_in_current", verb, obj <= ctx.observation_words))
-        generic.append(("obj_in_task", verb, obj <= ctx.task_words))
+        generic.append(("obj_in_task", verb, in_task))
     n_lines = 0
     whole = False
     best = 0.0
     open_before: int | None = None
+    verb_object = verb_object_open = False
     pairs: set[tuple[str, str]] = set()
-    mine = words | {stem(verb)}
+    stemmed_verb = stem(verb)
+    mine = words | {stemmed_verb}
     for paragraph in ctx.paragraphs:
         for i, line in enumerate(paragraph):
             if obj and obj <= line:
@@ -174,13 +206,14 @@ def action_features(ctx: EpisodeText, action: str) -> list[int]:
                 whole = whole or line == obj
                 if len(line) <= len(obj) + 2:
                     pairs.update((u, w) for u in line - obj for w in (verb, *act.tool))
+                if stemmed_verb in line:
+                    verb_object = True
+                    verb_object_open = verb_object_open or not ctx.answered(line)
             cover = len(line & mine) / len(line)
             best = max(best, cover)
             if cover == 1.0:
                 still_open = sum(
-                    1
-                    for prev in paragraph[:i]
-                    if len(prev) >= 2 and not any(prev <= r for r in ctx.rewarded)
+                    1 for prev in paragraph[:i] if len(prev) >= 2 and not ctx.answered(prev)
                 )
                 open_before = still_open if open_before is None else min(open_before, still_open)
     cover_b = _bucket(best, (0.34, 0.5, 0.67, 0.99))
@@ -198,11 +231,17 @@ def action_features(ctx: EpisodeText, action: str) -> list[int]:
         ("cover_open", cover_b, open_b),
         ("again", verb, repeats),
         ("again_vo", verb, same_vo),
+        ("verb_object", verb_object),
+        ("verb_object_open", verb_object_open),
+        ("verb_object", verb, verb_object),
     ]
     feats += [("pair", u, w) for u, w in sorted(pairs)]
     feats += generic
     feats += [(*g, "copy", k) for g in generic for k in range(_GENERIC_COPIES - 1)]
-    return sorted({_hash(f) for f in feats})
+    signature = "|".join(
+        map(str, (verb, cover_b, open_b, int(verb_object_open), int(in_task), repeats))
+    )
+    return ActionView(sorted({_hash(f) for f in feats}), signature)
 
 
 def _same_verb_object(taken: str, act: ParsedAction) -> bool:

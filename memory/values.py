@@ -2,22 +2,30 @@
 
 The ``action`` memory remembers values per (state, action) and helps only in states it has
 seen. This kind stores every step of every finished episode as a record (the action, the
-hashed features of the action in its context from ``memory.textfeatures``, and the step's
-return: discounted reward plus a terminal bonus or penalty), and fits a ridge regression
-from features to return over all records. The fitted weights are derived state: they are
-refitted whenever the set of records changes, so deleting an episode's records (``evolvent
-memory delete``) removes what it taught.
+hashed features of the action in its context from ``memory.textfeatures``, its signature,
+the step's return: discounted reward plus a terminal bonus or penalty, and its immediate
+outcome: the step's own reward, plus the bonus or penalty when it won or lost the game).
+Two ridge regressions over all records map features to the return and to the immediate
+outcome; an action's value is their weighted sum. The immediate model learns from a clean
+signal (what this very step earned or cost), the return model credits steps that enable
+later rewards. The fitted weights are derived state: they are refitted whenever the set of
+records changes, so deleting an episode's records (``evolvent memory delete``) removes what
+it taught.
 
 Acting on the values: ``propose`` ranks the admissible actions of a state; while learning,
-``explore_choice`` adds a bonus to actions not yet taken in the episode and, with a
-probability that falls as episodes accumulate, picks one of those at random.
+``explore_choice`` adds a bonus to actions not yet taken in the episode and a bonus to
+actions whose signature the records rarely hold (count-based exploration over kinds of
+moves), and, with a probability that falls as episodes accumulate, picks an untaken action
+at random.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+from collections import Counter
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -26,7 +34,7 @@ from memory.actions import ActionProposal, discounted_returns
 from memory.base import VectorBackend
 from memory.embeddings import Embedder
 from memory.records import MemoryRecord, Provenance, new_id
-from memory.textfeatures import DIM, EpisodeText, action_features
+from memory.textfeatures import DIM, EpisodeText, analyse
 
 
 class ValueParams(BaseModel):
@@ -46,8 +54,13 @@ class ValueParams(BaseModel):
     """Conjugate-gradient iterations per fit (warm-started from the last weights)."""
     min_episodes: int = Field(default=1, ge=1)
     """Episodes learned before the values propose anything."""
+    immediate_weight: float = Field(default=1.0, ge=0)
+    """Weight of the immediate-outcome model in an action's value (the return model's is 1)."""
     novelty_bonus: float = Field(default=0.5, ge=0)
     """While learning: added to the value of actions not yet taken in this episode."""
+    coverage_bonus: float = Field(default=1.0, ge=0)
+    """While learning: ``coverage_bonus / sqrt(1 + n)`` is added to an action whose
+    signature ``n`` recorded steps share."""
     epsilon: float = Field(default=0.2, ge=0, le=1)
     """While learning: chance of a random not-yet-taken action, at the first episode."""
     epsilon_decay: float = Field(default=0.98, gt=0, le=1)
@@ -63,6 +76,27 @@ class ValueStep(BaseModel):
     action: str
     reward: float
     features: list[int]
+    signature: str = ""
+    """The action's signature in its context (``memory.textfeatures.ActionView``)."""
+
+
+class Assessment(NamedTuple):
+    """The admissible actions of a state as the value function sees them."""
+
+    values: list[float]
+    signatures: list[str]
+
+
+class _Row(NamedTuple):
+    """One record as the fit uses it."""
+
+    features: np.ndarray
+    target: float
+    """The step's return."""
+    immediate: float
+    """The step's immediate outcome."""
+    episode: str
+    signature: str
 
 
 class ValueFunction:
@@ -81,8 +115,10 @@ class ValueFunction:
         self.params = params or ValueParams()
         self._lock = threading.Lock()
         self._weights = np.zeros(DIM)
-        self._data: dict[str, tuple[np.ndarray, float, str]] = {}
-        """Record id -> (feature indices, target, episode id), mirroring the collection."""
+        self._immediate = np.zeros(DIM)
+        self._data: dict[str, _Row] = {}
+        """Record id -> what the fit needs of it, mirroring the collection."""
+        self._signatures: Counter[str] = Counter()
         self._fitted = False
 
     # -- learning -------------------------------------------------------------------
@@ -99,7 +135,10 @@ class ValueFunction:
             return []
         p = self.params
         rewards = [s.reward for s in steps]
+        immediate = list(rewards)
         rewards[-1] += p.win_bonus if won else (p.loss_penalty if lost else p.unfinished_penalty)
+        # Running out of steps is not the last step's doing; winning or losing is.
+        immediate[-1] += p.win_bonus if won else (p.loss_penalty if lost else 0.0)
         returns = discounted_returns(rewards, p.gamma)
         prov = provenance or Provenance()
         prov.outcome = "success" if won else "failure"
@@ -117,17 +156,19 @@ class ValueFunction:
                 meta={
                     "step": i,
                     "reward": step.reward,
+                    "immediate": now,
+                    "signature": step.signature,
                     "features": " ".join(map(str, step.features)),
                 },
             )
-            for i, (step, g) in enumerate(zip(steps, returns, strict=True))
+            for i, (step, g, now) in enumerate(zip(steps, returns, immediate, strict=True))
         ]
         vectors = self.embedder.embed([r.key for r in records])
         with self._lock:
             self.backend.add(self.collection, records, vectors)
             self._sync()
             for rec in records:
-                self._data[rec.id] = _row(rec)
+                self._add_row(rec.id, _row(rec))
             self._fit()
         return [r.id for r in records]
 
@@ -135,20 +176,29 @@ class ValueFunction:
         """Reload the mirror when the collection changed behind it (deletes, imports,
         other processes sharing a Chroma server)."""
         if len(self._data) != self.backend.count(self.collection):
-            self._data = {rec.id: _row(rec) for rec in self.backend.scan(self.collection)}
+            self._data, self._signatures = {}, Counter()
+            for rec in self.backend.scan(self.collection):
+                self._add_row(rec.id, _row(rec))
             self._fitted = False
+
+    def _add_row(self, record_id: str, row: _Row) -> None:
+        self._data[record_id] = row
+        if row.signature:
+            self._signatures[row.signature] += 1
 
     def _fit(self) -> None:
         rows = list(self._data.values())
         if not rows:
-            self._weights = np.zeros(DIM)
+            self._weights, self._immediate = np.zeros(DIM), np.zeros(DIM)
             self._fitted = True
             return
-        feats = [r[0] for r in rows]
-        y = np.array([r[1] for r in rows])
-        self._weights = ridge_fit(
-            feats, y, self.params.ridge, self.params.fit_iterations, self._weights
-        )
+        p = self.params
+        feats = [r.features for r in rows]
+        returns = np.array([r.target for r in rows])
+        self._weights = ridge_fit(feats, returns, p.ridge, p.fit_iterations, self._weights)
+        if p.immediate_weight > 0:
+            outcomes = np.array([r.immediate for r in rows])
+            self._immediate = ridge_fit(feats, outcomes, p.ridge, p.fit_iterations, self._immediate)
         self._fitted = True
 
     # -- acting ---------------------------------------------------------------------
@@ -157,18 +207,23 @@ class ValueFunction:
         """Distinct episodes the values were learned from."""
         with self._lock:
             self._sync()
-            return len({r[2] for r in self._data.values()})
+            return len({r.episode for r in self._data.values()})
 
     def active(self) -> bool:
         return self.episodes() >= self.params.min_episodes
 
-    def values(self, ctx: EpisodeText, actions: Sequence[str]) -> list[float]:
+    def assess(self, ctx: EpisodeText, actions: Sequence[str]) -> Assessment:
+        """The value and the signature of each of ``actions`` in context ``ctx``."""
         with self._lock:
             self._sync()
             if not self._fitted:
                 self._fit()
-            w = self._weights
-        return [float(w[action_features(ctx, a)].sum()) for a in actions]
+            w = self._weights + self.params.immediate_weight * self._immediate
+        views = [analyse(ctx, a) for a in actions]
+        return Assessment([float(w[v.features].sum()) for v in views], [v.signature for v in views])
+
+    def values(self, ctx: EpisodeText, actions: Sequence[str]) -> list[float]:
+        return self.assess(ctx, actions).values
 
     def propose(
         self,
@@ -192,20 +247,27 @@ class ValueFunction:
         ctx: EpisodeText,
         admissible: Sequence[str],
         rng: random.Random,
-        values: Sequence[float] | None = None,
+        assessment: Assessment | None = None,
     ) -> tuple[str, bool]:
         """The action to take while learning, and whether it was a random pick
-        (``values`` as in ``propose``)."""
+        (``assessment``: that of ``admissible`` when the caller has it already)."""
         p = self.params
         fresh = [a for a in admissible if a not in ctx.taken] or list(admissible)
         eps = max(p.epsilon_min, p.epsilon * p.epsilon_decay ** self.episodes())
         if rng.random() < eps:
             return fresh[rng.randrange(len(fresh))], True
-        vals = self.values(ctx, admissible) if values is None else values
+        seen = assessment or self.assess(ctx, admissible)
+        with self._lock:
+            counts = [self._signatures[s] + ctx.signatures.count(s) for s in seen.signatures]
         taken = set(ctx.taken)
         scored = [
-            (v + (p.novelty_bonus if a not in taken else 0.0), a)
-            for a, v in zip(admissible, vals, strict=True)
+            (
+                v
+                + (p.novelty_bonus if a not in taken else 0.0)
+                + p.coverage_bonus / (1.0 + n) ** 0.5,
+                a,
+            )
+            for a, v, n in zip(admissible, seen.values, counts, strict=True)
         ]
         best = max(s for s, _ in scored)
         ties = [a for s, a in scored if s >= best - 1e-9]
@@ -215,10 +277,18 @@ class ValueFunction:
         return self.backend.count(self.collection)
 
 
-def _row(rec: MemoryRecord) -> tuple[np.ndarray, float, str]:
+def _row(rec: MemoryRecord) -> _Row:
     raw = str(rec.meta.get("features", ""))
     feats = np.array([int(x) for x in raw.split()], dtype=np.int64)
-    return feats, rec.q, rec.provenance.episode_id or rec.id
+    # Records written before the immediate model and signatures: the step's reward, none.
+    immediate = float(rec.meta.get("immediate", rec.meta.get("reward", 0.0)) or 0.0)
+    return _Row(
+        feats,
+        rec.q,
+        immediate,
+        rec.provenance.episode_id or rec.id,
+        str(rec.meta.get("signature", "") or ""),
+    )
 
 
 def ridge_fit(

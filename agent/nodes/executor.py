@@ -20,6 +20,7 @@ from agent.stepmemory import current_state, episode_text
 from benchmarks.envs.base import StepResult
 from memory.actions import ActionProposal
 from memory.textfeatures import EpisodeText
+from memory.values import Assessment
 from toolsmith.models import Tool, ToolUse
 from toolsmith.params import resolve_step
 
@@ -80,15 +81,15 @@ def _uses_values(ctx: EpisodeContext) -> bool:
 
 def _proposals(
     state: AgentState, ctx: EpisodeContext, admissible: list[str], text: EpisodeText | None
-) -> tuple[list[ActionProposal], list[float] | None]:
+) -> tuple[list[ActionProposal], Assessment | None]:
     """Step-memory proposals for ``admissible``, and (from the step-value function) the
-    value of every admissible action, which the follow policy reuses."""
+    value and signature of every admissible action, which the follow policy reuses."""
     k = ctx.settings.memory.action_hints
     if k <= 0 or not admissible:
         return [], None
     if text is not None:
-        values = ctx.memory.values.values(text, admissible)
-        return ctx.memory.values.propose(text, admissible, k=k, values=values), values
+        seen = ctx.memory.values.assess(text, admissible)
+        return ctx.memory.values.propose(text, admissible, k=k, values=seen.values), seen
     actions = ctx.memory.actions
     if ctx.has_action_memories is None:
         ctx.has_action_memories = actions.count() > 0
@@ -104,7 +105,7 @@ def _to_follow(
     proposals: list[ActionProposal],
     choices: list[str],
     text: EpisodeText | None,
-    values: list[float] | None,
+    assessment: Assessment | None,
 ) -> tuple[str | None, str]:
     """Under ``memory.action_policy = follow``: the memory's action for this step and who
     chose it (``memory``; ``explore`` for the value function's random exploration)."""
@@ -120,7 +121,7 @@ def _to_follow(
         return proposals[0].action, "memory"
     # Seeded by episode and step: a resumed episode makes the same choices again.
     rng = random.Random(f"{state.get('thread_id', '')}:{state.get('step_count', 0)}")
-    action, random_pick = ctx.memory.values.explore_choice(text, choices, rng, values)
+    action, random_pick = ctx.memory.values.explore_choice(text, choices, rng, assessment)
     return action, "explore" if random_pick else "memory"
 
 
@@ -143,8 +144,8 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
             else []
         )
         text = episode_text(state) if _uses_values(ctx) and choices else None
-        proposals, values = _proposals(state, ctx, choices, text)
-        follow, chooser = _to_follow(state, ctx, proposals, choices, text, values)
+        proposals, assessment = _proposals(state, ctx, choices, text)
+        follow, chooser = _to_follow(state, ctx, proposals, choices, text, assessment)
     choices = shortlist(
         choices,
         ctx.settings.agent.max_options,

@@ -14,8 +14,8 @@ from agent.config import load_settings
 from agent.llm.scripted import ScriptedLLM
 from memory import HashingEmbedder, MemoryStore
 from memory.records import Provenance
-from memory.textfeatures import EpisodeText, action_features, parse_action, stem
-from memory.values import ValueFunction, ValueStep, ridge_fit
+from memory.textfeatures import EpisodeText, action_features, analyse, parse_action, stem
+from memory.values import ValueFunction, ValueParams, ValueStep, ridge_fit
 
 
 def test_stems_join_inflections() -> None:
@@ -44,6 +44,54 @@ def test_features_tell_an_instructed_action_from_another() -> None:
     assert action_features(ctx, "look") != action_features(
         EpisodeText.start("Do what the note says.", ctx.observation), "look"
     )
+
+
+def test_a_line_naming_verb_and_object_marks_the_instructed_move() -> None:
+    ctx = EpisodeText.start(
+        "Follow the card.", "A card.\nslice the red pear\n\nYou hold a red pear."
+    )
+    slice_, dice = (
+        analyse(ctx, "slice red pear with knife"),
+        analyse(ctx, "dice red pear with knife"),
+    )
+    # Both actions cover the object; only one is the move the line names.
+    assert slice_.signature.split("|")[3] == "1" and dice.signature.split("|")[3] == "0"
+    assert slice_.features != dice.features and slice_.features == action_features(
+        ctx, "slice red pear with knife"
+    )
+    # Once a rewarded answer has carried the line out, it is no longer open.
+    ctx.observe("slice red pear with knife", "You slice the red pear.", 1.0)
+    assert analyse(ctx, "slice red pear with knife").signature.split("|")[3] == "0"
+
+
+def test_immediate_outcomes_blame_the_losing_step_not_the_clock() -> None:
+    store = MemoryStore.in_memory(HashingEmbedder())
+    step = ValueStep(state="s", action="poke", reward=1.0, features=[5], signature="poke|0")
+    for won, lost, episode, expected in [(False, True, "a", 0.0), (False, False, "b", 1.0)]:
+        store.values.learn([step], won, lost, Provenance(episode_id=episode))
+        rec = next(r for r in store.records("value") if r.provenance.episode_id == episode)
+        assert rec.meta["immediate"] == expected and rec.meta["signature"] == "poke|0"
+    # The losing step's return and immediate outcome both carry the penalty (1 - 1 = 0).
+    assert {r.q for r in store.records("value")} == {0.0, 0.5}
+
+
+def test_exploration_prefers_kinds_of_moves_rarely_tried() -> None:
+    values = MemoryStore.in_memory(HashingEmbedder()).values
+    values.params = ValueParams(epsilon=0.0, epsilon_min=0.0, novelty_bonus=0.0)
+    ctx = EpisodeText.start("Do what the note says.", "You see a jar and a drum.")
+    # Steps without features leave every value at 0: only the signature counts differ.
+    tried = ValueStep(
+        state="s",
+        action="fetch jar",
+        reward=0.0,
+        features=[],
+        signature=analyse(ctx, "fetch jar").signature,
+    )
+    values.learn([tried] * 3, won=False, lost=False, provenance=Provenance(episode_id="e"))
+    assert values.values(ctx, ["fetch jar", "kick drum"]) == [0.0, 0.0]
+    rng = random.Random(0)
+    picks = {values.explore_choice(ctx, ["fetch jar", "kick drum"], rng)[0] for _ in range(5)}
+    assert picks == {"kick drum"}
 
 
 def test_ridge_fit_recovers_a_linear_target() -> None:
