@@ -1,0 +1,175 @@
+"""The step-value learner alone: how far self-play gets, and how much it varies by run.
+
+    .venv/bin/python -m benchmarks.values_bench --env textworld:cooking --runs 1-6
+    .venv/bin/python -m benchmarks.values_bench --env textworld:treasure_hunter \\
+        --train-seeds 0-19 --test-seeds 1000-1009 --runs 1-3
+
+No LLM and no agent graph: the value function of ``memory.values`` (the agent's
+``memory.step_values``) plays every action. The first training episode picks admissible
+actions at random (nothing is learned yet); after that it explores as the agent does while
+learning (``ValueFunction.explore_choice``), and learns from each episode as it ends. The
+held-out seeds are then played greedily (the top proposal), learning frozen. Runs differ
+only in the random seed of exploration, so their spread is the learner's own variance —
+what one ``evolvent bench`` run samples from. Each run starts from an empty in-memory store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+from pathlib import Path
+
+from pydantic import BaseModel
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from agent.config import load_settings
+from agent.errors import EvolventError
+from benchmarks.envs.registry import make_env
+from benchmarks.harness.spec import parse_seeds
+from memory import HashingEmbedder, MemoryStore
+from memory.records import Provenance
+from memory.textfeatures import EpisodeText, analyse
+from memory.values import ValueFunction, ValueStep
+
+
+class Episode(BaseModel):
+    seed: int
+    won: bool
+    score: float
+    """Normalized score."""
+    steps: int
+
+
+class Run(BaseModel):
+    run: int
+    train: list[Episode]
+    held_out: list[Episode]
+
+    def train_per_10(self) -> list[float]:
+        tr = [e.score for e in self.train]
+        return [statistics.mean(tr[i : i + 10]) for i in range(0, len(tr), 10)]
+
+
+def play(
+    values: ValueFunction,
+    env_id: str,
+    seed: int,
+    games: Path,
+    max_steps: int,
+    rng: random.Random | None,
+) -> Episode:
+    """One episode; ``rng`` set: explore and learn, unset: greedy, learning frozen."""
+    env = make_env(env_id, seed, games)
+    try:
+        obs = env.reset()
+        ctx = EpisodeText.start(obs.task, obs.text)
+        admissible, info = obs.admissible, obs.info
+        steps: list[ValueStep] = []
+        for _ in range(max_steps):
+            if not admissible:
+                break
+            if rng is None:
+                action = values.propose(ctx, admissible, k=1)[0].action
+            elif values.active():
+                action, _ = values.explore_choice(ctx, admissible, rng)
+            else:
+                action = admissible[rng.randrange(len(admissible))]
+            view = analyse(ctx, action)
+            res = env.step(action)
+            steps.append(
+                ValueStep(
+                    state=ctx.observation[:500],
+                    action=action,
+                    reward=res.reward,
+                    features=view.features,
+                    signature=view.signature,
+                )
+            )
+            ctx.observe(action, res.text, res.reward)
+            admissible, info = res.admissible, res.info
+            if res.done:
+                break
+        if rng is not None:
+            prov = Provenance(episode_id=f"{env_id}:{seed}", env_id=env_id, seed=seed)
+            values.learn(steps, info.won, info.lost, prov)
+    finally:
+        env.close()
+    score = info.score / info.max_score if info.max_score else 0.0
+    return Episode(seed=seed, won=info.won, score=score, steps=len(steps))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.values_bench",
+        description=(__doc__ or "").split("\n\n")[0],
+    )
+    ap.add_argument("--env", default="textworld:cooking")
+    ap.add_argument("--train-seeds", default="0-59")
+    ap.add_argument("--test-seeds", default="1000-1019")
+    ap.add_argument("--runs", default="1-3", help="exploration seeds, one run each (default 1-3)")
+    ap.add_argument("--max-steps", type=int, default=20)
+    ap.add_argument("--json", action="store_true", help="print JSON lines instead of the table")
+    args = ap.parse_args(argv)
+    err = Console(stderr=True)
+    try:
+        train, test, runs = (
+            parse_seeds(args.train_seeds),
+            parse_seeds(args.test_seeds),
+            parse_seeds(args.runs),
+        )
+        if args.max_steps < 1:
+            raise EvolventError(f"--max-steps must be >= 1 (got {args.max_steps})")
+        games = load_settings(None).games_path
+        results = []
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+        ) as bar:
+            for run in runs:
+                task = bar.add_task(f"run {run}", total=len(train) + len(test))
+                values = MemoryStore.in_memory(HashingEmbedder()).values
+                rng = random.Random(run)
+                tr, ho = [], []
+                for seed in train:
+                    tr.append(play(values, args.env, seed, games, args.max_steps, rng))
+                    bar.advance(task)
+                for seed in test:
+                    ho.append(play(values, args.env, seed, games, args.max_steps, None))
+                    bar.advance(task)
+                results.append(Run(run=run, train=tr, held_out=ho))
+    except EvolventError as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]")
+        return 130
+    if args.json:
+        for r in results:
+            print(r.model_dump_json())
+        return 0
+    t = Table(
+        title=f"step values alone: {args.env}, train {args.train_seeds}, held-out {args.test_seeds}"
+    )
+    for col in ("run", "train score per 10", "train wins", "held-out wins", "held-out score"):
+        t.add_column(col, justify="right")
+    for r in results:
+        t.add_row(
+            str(r.run),
+            " ".join(f"{x:.2f}" for x in r.train_per_10()),
+            f"{sum(e.won for e in r.train)}/{len(train)}",
+            f"{sum(e.won for e in r.held_out)}/{len(test)}",
+            f"{statistics.mean(e.score for e in r.held_out):.2f}",
+        )
+    Console(width=160).print(t)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
