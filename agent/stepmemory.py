@@ -72,5 +72,5 @@ def value_steps(state: AgentState) -> list[ValueStep]:
                 signature=view.signature,
             )
         )
-        ctx.observe(action, step["observation"], step["reward"])
+        ctx.observe(action, step["observation"], step["reward"], view.signature)
     return out

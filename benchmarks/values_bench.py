@@ -28,6 +28,7 @@ from rich.table import Table
 
 from agent.config import load_settings
 from agent.errors import EvolventError
+from agent.stepmemory import STATE_TEXT_CHARS
 from benchmarks.envs.registry import make_env
 from benchmarks.harness.spec import parse_seeds
 from memory import HashingEmbedder, MemoryStore
@@ -82,14 +83,14 @@ def play(
             res = env.step(action)
             steps.append(
                 ValueStep(
-                    state=ctx.observation[:500],
+                    state=ctx.observation[:STATE_TEXT_CHARS],
                     action=action,
                     reward=res.reward,
                     features=view.features,
                     signature=view.signature,
                 )
             )
-            ctx.observe(action, res.text, res.reward)
+            ctx.observe(action, res.text, res.reward, view.signature)
             admissible, info = res.admissible, res.info
             if res.done:
                 break

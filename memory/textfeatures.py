@@ -144,9 +144,12 @@ class EpisodeText:
         """Whether a rewarded answer covered ``line`` (an instruction carried out)."""
         return any(line <= r for r in self.rewarded)
 
-    def observe(self, action: str, answer: str, reward: float) -> None:
-        """Record that ``action`` was taken and answered with ``answer``."""
-        self.signatures.append(analyse(self, action).signature)
+    def observe(
+        self, action: str, answer: str, reward: float, signature: str | None = None
+    ) -> None:
+        """Record that ``action`` was taken and answered with ``answer`` (``signature``: the
+        action's in this context, when the caller has analysed it already)."""
+        self.signatures.append(analyse(self, action).signature if signature is None else signature)
         self.taken.append(action)
         self._see(answer)
         if reward > 0:
