@@ -17,6 +17,7 @@ from agent.config import Settings
 from agent.llm.base import LLMClient
 from benchmarks.envs.base import Env
 from memory.store import MemoryStore
+from memory.textfeatures import EpisodeText
 from toolsmith.synthesizer import Toolsmith
 
 StopReason = Literal["won", "lost", "done", "step_limit", "token_budget"]
@@ -115,6 +116,9 @@ class EpisodeContext:
     values_active: bool | None = None
     """Whether the step-value function had learned enough to propose, when first asked in
     this graph run."""
+    episode_text: tuple[EpisodeText, int] | None = None
+    """The step-value function's text context of this episode and how many steps it has
+    seen, extended step by step (``agent.stepmemory.episode_text``) instead of rebuilt."""
 
     @contextmanager
     def memory_time(self) -> Iterator[None]:

@@ -45,13 +45,21 @@ def samples(state: AgentState, window: int) -> list[StepSample]:
     return out
 
 
-def episode_text(state: AgentState) -> EpisodeText:
-    """The text context of the moment the executor is about to act in."""
-    ctx = EpisodeText.start(state.get("task", ""), state.get("first_observation", ""))
-    for step in state.get("steps", []):
+def episode_text(
+    state: AgentState, known: tuple[EpisodeText, int] | None = None
+) -> tuple[EpisodeText, int]:
+    """The text context of the moment the executor is about to act in, and how many of the
+    episode's steps it has seen. ``known``: a context returned earlier for this episode and
+    its step count; it is extended with the later steps instead of being rebuilt."""
+    steps = state.get("steps", [])
+    if known is None or known[1] > len(steps):
+        ctx, seen = EpisodeText.start(state.get("task", ""), state.get("first_observation", "")), 0
+    else:
+        ctx, seen = known
+    for step in steps[seen:]:
         if step["action"] is not None:
             ctx.observe(step["action"], step["observation"], step["reward"])
-    return ctx
+    return ctx, len(steps)
 
 
 def value_steps(state: AgentState) -> list[ValueStep]:

@@ -143,7 +143,10 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
             if offer
             else []
         )
-        text = episode_text(state) if _uses_values(ctx) and choices else None
+        text = None
+        if _uses_values(ctx) and choices:
+            ctx.episode_text = episode_text(state, ctx.episode_text)
+            text = ctx.episode_text[0]
         proposals, assessment = _proposals(state, ctx, choices, text)
         follow, chooser = _to_follow(state, ctx, proposals, choices, text, assessment)
     choices = shortlist(
