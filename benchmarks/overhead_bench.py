@@ -42,6 +42,7 @@ from rich.table import Table
 
 from agent.config import Settings, load_settings
 from agent.errors import EvolventError
+from benchmarks.scriptmain import run_script
 
 EMBEDDERS = ("hashing", "minilm")
 
@@ -212,23 +213,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--json", action="store_true", help="print JSON instead of the table")
     args = ap.parse_args(argv)
-    err = Console(stderr=True)
+    return run_script(lambda err: _run(args, err))
+
+
+def _run(args: argparse.Namespace, err: Console) -> int:
+    envs, embedders = _csv(args.envs), _csv(args.embedders)
+    bad = sorted(set(embedders) - set(EMBEDDERS))
+    if bad:
+        raise EvolventError(f"unknown embedder {bad[0]!r}; valid: {', '.join(EMBEDDERS)}")
     try:
-        envs, embedders = _csv(args.envs), _csv(args.embedders)
-        bad = sorted(set(embedders) - set(EMBEDDERS))
-        if bad:
-            raise EvolventError(f"unknown embedder {bad[0]!r}; valid: {', '.join(EMBEDDERS)}")
-        try:
-            levels = [int(n) for n in _csv(args.concurrency)]
-        except ValueError:
-            raise EvolventError(f"bad --concurrency {args.concurrency!r}; e.g. 1,4") from None
-        rows = run_all(envs, embedders, levels, args, err)
-    except EvolventError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-        return 2
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]")
-        return 130
+        levels = [int(n) for n in _csv(args.concurrency)]
+    except ValueError:
+        raise EvolventError(f"bad --concurrency {args.concurrency!r}; e.g. 1,4") from None
+    rows = run_all(envs, embedders, levels, args, err)
     if args.json:
         meta = {"llm_delay_ms": args.llm_delay_ms, "arm": args.arm, "max_steps": args.max_steps}
         print(json.dumps({**meta, "rows": [r.model_dump() for r in rows]}, indent=1))

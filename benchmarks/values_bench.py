@@ -31,6 +31,7 @@ from agent.errors import EvolventError
 from agent.stepmemory import STATE_TEXT_CHARS
 from benchmarks.envs.registry import make_env
 from benchmarks.harness.spec import parse_seeds
+from benchmarks.scriptmain import run_script
 from memory import HashingEmbedder, MemoryStore
 from memory.records import Provenance
 from memory.textfeatures import EpisodeText, analyse
@@ -115,42 +116,38 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-steps", type=int, default=20)
     ap.add_argument("--json", action="store_true", help="print JSON lines instead of the table")
     args = ap.parse_args(argv)
-    err = Console(stderr=True)
-    try:
-        train, test, runs = (
-            parse_seeds(args.train_seeds),
-            parse_seeds(args.test_seeds),
-            parse_seeds(args.runs),
-        )
-        if args.max_steps < 1:
-            raise EvolventError(f"--max-steps must be >= 1 (got {args.max_steps})")
-        games = load_settings(None).games_path
-        results = []
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-        ) as bar:
-            for run in runs:
-                task = bar.add_task(f"run {run}", total=len(train) + len(test))
-                values = MemoryStore.in_memory(HashingEmbedder()).values
-                rng = random.Random(run)
-                tr, ho = [], []
-                for seed in train:
-                    tr.append(play(values, args.env, seed, games, args.max_steps, rng))
-                    bar.advance(task)
-                for seed in test:
-                    ho.append(play(values, args.env, seed, games, args.max_steps, None))
-                    bar.advance(task)
-                results.append(Run(run=run, train=tr, held_out=ho))
-    except EvolventError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-        return 2
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]")
-        return 130
+    return run_script(lambda err: _run(args, err))
+
+
+def _run(args: argparse.Namespace, err: Console) -> int:
+    train, test, runs = (
+        parse_seeds(args.train_seeds),
+        parse_seeds(args.test_seeds),
+        parse_seeds(args.runs),
+    )
+    if args.max_steps < 1:
+        raise EvolventError(f"--max-steps must be >= 1 (got {args.max_steps})")
+    games = load_settings(None).games_path
+    results = []
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+    ) as bar:
+        for run in runs:
+            task = bar.add_task(f"run {run}", total=len(train) + len(test))
+            values = MemoryStore.in_memory(HashingEmbedder()).values
+            rng = random.Random(run)
+            tr, ho = [], []
+            for seed in train:
+                tr.append(play(values, args.env, seed, games, args.max_steps, rng))
+                bar.advance(task)
+            for seed in test:
+                ho.append(play(values, args.env, seed, games, args.max_steps, None))
+                bar.advance(task)
+            results.append(Run(run=run, train=tr, held_out=ho))
     if args.json:
         for r in results:
             print(r.model_dump_json())
