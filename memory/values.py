@@ -295,26 +295,31 @@ def ridge_fit(
     feats: Sequence[np.ndarray], y: np.ndarray, ridge: float, iterations: int, start: np.ndarray
 ) -> np.ndarray:
     """Weights ``w`` minimizing ``|Xw - y|^2 + ridge |w|^2`` for binary rows ``X`` given as
-    index arrays, by conjugate gradients on the normal equations."""
+    index arrays, by conjugate gradients on the normal equations.
+
+    Only the features some row holds take part (the others' optimum is 0): the solve runs
+    in that compact space, a few thousand dimensions instead of ``DIM``, so a fit costs
+    milliseconds, not a dense pass over the whole hashed space per iteration."""
     counts = np.array([len(f) for f in feats])
     keep = counts > 0
     if not keep.any():
         return np.zeros(DIM)
     feats = [f for f, k in zip(feats, keep, strict=True) if k]
     y, counts = y[keep], counts[keep]
-    indices = np.concatenate(feats)
+    active, local = np.unique(np.concatenate(feats), return_inverse=True)
+    size = len(active)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
 
     def xv(w: np.ndarray) -> np.ndarray:
-        return np.add.reduceat(w[indices], starts)
+        return np.add.reduceat(w[local], starts)
 
     def xtu(u: np.ndarray) -> np.ndarray:
-        return np.bincount(indices, weights=np.repeat(u, counts), minlength=DIM)
+        return np.bincount(local, weights=np.repeat(u, counts), minlength=size)
 
     def a(w: np.ndarray) -> np.ndarray:
         return xtu(xv(w)) + ridge * w
 
-    w = start.copy()
+    w = start[active].copy()
     r = xtu(y) - a(w)
     d = r.copy()
     rs = float(r @ r)
@@ -328,4 +333,6 @@ def ridge_fit(
         rs_new = float(r @ r)
         d = r + (rs_new / rs) * d
         rs = rs_new
-    return w
+    out = np.zeros(DIM)
+    out[active] = w
+    return out

@@ -105,6 +105,20 @@ def test_ridge_fit_recovers_a_linear_target() -> None:
     assert w[3] == pytest.approx(1.0, abs=0.02) and w[7] == pytest.approx(-0.5, abs=0.02)
 
 
+def test_ridge_fit_equals_the_closed_form_and_zeroes_features_no_row_holds() -> None:
+    rng = np.random.default_rng(1)
+    used = np.array([5, 900, 4000, 70000, 262000])
+    feats = [np.sort(rng.choice(used, size=3, replace=False)) for _ in range(40)]
+    y = rng.normal(size=40)
+    start = np.zeros(1 << 18)
+    start[[5, 12345]] = 3.0  # 12345: a feature of deleted records, held by no row now
+    w = ridge_fit(feats, y, ridge=0.5, iterations=50, start=start)
+    x = np.array([[float(i in f) for i in used] for f in feats])
+    exact = np.linalg.solve(x.T @ x + 0.5 * np.eye(len(used)), x.T @ y)
+    assert w[used] == pytest.approx(exact, abs=1e-6)
+    assert np.count_nonzero(w) == len(used) and w[12345] == 0.0
+
+
 def play(values: ValueFunction, seed: int, learn: bool, rng: random.Random) -> bool:
     env = WordEnv(seed)
     obs = env.reset()
