@@ -78,6 +78,7 @@ def value_steps(state: AgentState) -> list[ValueStep]:
                 reward=step["reward"],
                 features=view.features,
                 signature=view.signature,
+                source=view.source,
             )
         )
         ctx.observe(action, step["observation"], step["reward"], view.signature)

@@ -89,6 +89,7 @@ def play(
                     reward=res.reward,
                     features=view.features,
                     signature=view.signature,
+                    source=view.source,
                 )
             )
             ctx.observe(action, res.text, res.reward, view.signature)

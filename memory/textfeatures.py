@@ -122,6 +122,9 @@ class EpisodeText:
     """Words of each answer that came with a reward."""
     signatures: list[str] = field(default_factory=list)
     """Signature of each taken action, in the context it was taken in."""
+    origins: dict[frozenset[str], int] = field(default_factory=dict)
+    """Each line seen so far -> the step whose answer first showed it (-1: the first
+    observation)."""
     task_words: frozenset[str] = frozenset()
     observation_words: frozenset[str] = frozenset()
     """Content words of ``task`` and ``observation``, computed once, not per action."""
@@ -135,10 +138,13 @@ class EpisodeText:
     def _see(self, text: str) -> None:
         self.observation = text
         self.observation_words = frozenset(tokens(text))
+        step = len(self.taken) - 1
         for para in _PARAGRAPH_SPLIT.split(text):
             found = lines(para)
             if found:
                 self.paragraphs.append(found)
+                for line in found:
+                    self.origins.setdefault(line, step)
 
     def answered(self, line: frozenset[str]) -> bool:
         """Whether a rewarded answer covered ``line`` (an instruction carried out)."""
@@ -174,6 +180,11 @@ class ActionView:
     """The action's verb with its coarse relation to the text (how well a line covers it,
     open instructions before that line, whether an open line names its verb and object, its
     object in the task, repeats): what exploration counts to find untried kinds of moves."""
+    source: int | None = None
+    """The step whose answer first showed the line this action carries out (the longest
+    line of two or more words that its words cover completely), if a step showed one: the
+    move that revealed the instruction. ``None`` when no such line exists or the first
+    observation showed it."""
 
 
 def action_features(ctx: EpisodeText, action: str) -> list[int]:
@@ -200,6 +211,8 @@ def analyse(ctx: EpisodeText, action: str) -> ActionView:
     open_before: int | None = None
     verb_object = verb_object_open = False
     pairs: set[tuple[str, str]] = set()
+    source: tuple[int, int] | None = None
+    """(words, -origin) of the best instruction line this action carries out."""
     stemmed_verb = stem(verb)
     mine = words | {stemmed_verb}
     for paragraph in ctx.paragraphs:
@@ -215,6 +228,9 @@ def analyse(ctx: EpisodeText, action: str) -> ActionView:
             cover = len(line & mine) / len(line)
             best = max(best, cover)
             if cover == 1.0:
+                origin = ctx.origins.get(line, -1)
+                if len(line) >= 2 and origin >= 0:
+                    source = max(source or (0, 0), (len(line), -origin))
                 still_open = sum(
                     1 for prev in paragraph[:i] if len(prev) >= 2 and not ctx.answered(prev)
                 )
@@ -244,7 +260,9 @@ def analyse(ctx: EpisodeText, action: str) -> ActionView:
     signature = "|".join(
         map(str, (verb, cover_b, open_b, int(verb_object_open), int(in_task), repeats))
     )
-    return ActionView(sorted({_hash(f) for f in feats}), signature)
+    return ActionView(
+        sorted({_hash(f) for f in feats}), signature, None if source is None else -source[1]
+    )
 
 
 def _same_verb_object(taken: str, act: ParsedAction) -> bool:

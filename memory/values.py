@@ -8,7 +8,11 @@ outcome: the step's own reward, plus the bonus or penalty when it won or lost th
 Two ridge regressions over all records map features to the return and to the immediate
 outcome; an action's value is their weighted sum. The immediate model learns from a clean
 signal (what this very step earned or cost), the return model credits steps that enable
-later rewards. The fitted weights are derived state: they are refitted whenever the set of
+later rewards. A step that revealed an instruction (a line of text that a later rewarded
+action carried out word for word, e.g. reading a recipe) is credited that later reward as
+its own (``instruction_credit``): without it, a move that only gathers information earns
+nothing until the policy already follows what it revealed. The fitted weights are derived
+state: they are refitted whenever the set of
 records changes, so deleting an episode's records (``evolvent memory delete``) removes what
 it taught.
 
@@ -48,6 +52,10 @@ class ValueParams(BaseModel):
     """Added to the last reward of a lost episode."""
     unfinished_penalty: float = -0.5
     """Added to the last reward of an episode that ran out of steps."""
+    instruction_credit: float = Field(default=1.0, ge=0)
+    """A rewarded step's reward, times this, is also credited to the step that revealed the
+    instruction it carried out (``ValueStep.source``): reading a recipe earns what following
+    it earns, however many steps later."""
     ridge: float = Field(default=1.0, gt=0)
     """L2 penalty of the fit."""
     fit_iterations: int = Field(default=60, ge=1)
@@ -78,6 +86,9 @@ class ValueStep(BaseModel):
     features: list[int]
     signature: str = ""
     """The action's signature in its context (``memory.textfeatures.ActionView``)."""
+    source: int | None = None
+    """Index (in the episode's steps) of the step that revealed the instruction this step
+    carried out (``memory.textfeatures.ActionView.source``)."""
 
 
 class Assessment(NamedTuple):
@@ -134,7 +145,8 @@ class ValueFunction:
         if not steps:
             return []
         p = self.params
-        rewards = [s.reward for s in steps]
+        credit = instruction_credit(steps, p.instruction_credit)
+        rewards = [s.reward + c for s, c in zip(steps, credit, strict=True)]
         immediate = list(rewards)
         rewards[-1] += p.win_bonus if won else (p.loss_penalty if lost else p.unfinished_penalty)
         # Running out of steps is not the last step's doing; winning or losing is.
@@ -156,12 +168,15 @@ class ValueFunction:
                 meta={
                     "step": i,
                     "reward": step.reward,
+                    "credit": c,
                     "immediate": now,
                     "signature": step.signature,
                     "features": " ".join(map(str, step.features)),
                 },
             )
-            for i, (step, g, now) in enumerate(zip(steps, returns, immediate, strict=True))
+            for i, (step, g, now, c) in enumerate(
+                zip(steps, returns, immediate, credit, strict=True)
+            )
         ]
         vectors = self.embedder.embed([r.key for r in records])
         with self._lock:
@@ -275,6 +290,16 @@ class ValueFunction:
 
     def count(self) -> int:
         return self.backend.count(self.collection)
+
+
+def instruction_credit(steps: Sequence[ValueStep], weight: float) -> list[float]:
+    """What each step earns for the instructions it revealed: ``weight`` times the reward
+    of every later rewarded step whose ``source`` it is."""
+    credit = [0.0] * len(steps)
+    for i, step in enumerate(steps):
+        if step.reward > 0 and step.source is not None and 0 <= step.source < i:
+            credit[step.source] += weight * step.reward
+    return credit
 
 
 def _row(rec: MemoryRecord) -> _Row:

@@ -15,7 +15,13 @@ from agent.llm.scripted import ScriptedLLM
 from memory import HashingEmbedder, MemoryStore
 from memory.records import Provenance
 from memory.textfeatures import EpisodeText, action_features, analyse, parse_action, stem
-from memory.values import ValueFunction, ValueParams, ValueStep, ridge_fit
+from memory.values import (
+    ValueFunction,
+    ValueParams,
+    ValueStep,
+    instruction_credit,
+    ridge_fit,
+)
 
 
 def test_stems_join_inflections() -> None:
@@ -62,6 +68,41 @@ def test_a_line_naming_verb_and_object_marks_the_instructed_move() -> None:
     # Once a rewarded answer has carried the line out, it is no longer open.
     ctx.observe("slice red pear with knife", "You slice the red pear.", 1.0)
     assert analyse(ctx, "slice red pear with knife").signature.split("|")[3] == "0"
+
+
+def test_an_action_knows_which_step_revealed_the_instruction_it_carries_out() -> None:
+    ctx = EpisodeText.start("Follow the card.", "You hold a red pear.\nslice the pear")
+    ctx.observe("look", "Nothing.", 0.0)
+    ctx.observe("read card", "The card says:\nslice the red pear\nfry the red pear", 0.0)
+    # The longest line it covers came from step 1's answer; a line the first observation
+    # showed is no step's doing; a line naming another verb is not carried out.
+    assert analyse(ctx, "slice red pear with knife").source == 1
+    assert analyse(ctx, "slice pear").source is None
+    assert analyse(ctx, "dice red pear").source is None
+    # Reading the card again shows the same lines: they keep their first origin.
+    ctx.observe("read card", "The card says:\nslice the red pear\nfry the red pear", 0.0)
+    assert analyse(ctx, "fry red pear with stove").source == 1
+
+
+def test_revealing_an_instruction_earns_the_reward_of_carrying_it_out() -> None:
+    def steps(source: int | None) -> list[ValueStep]:
+        return [
+            ValueStep(state="s", action="read card", reward=0.0, features=[1]),
+            ValueStep(state="s", action="look", reward=0.0, features=[2]),
+            ValueStep(state="s", action="fry pear", reward=1.0, features=[3], source=source),
+        ]
+
+    assert instruction_credit(steps(0), 1.0) == [1.0, 0.0, 0.0]
+    assert instruction_credit(steps(0), 0.5) == [0.5, 0.0, 0.0]
+    assert instruction_credit(steps(None), 1.0) == [0.0, 0.0, 0.0]
+    store = MemoryStore.in_memory(HashingEmbedder())
+    store.values.learn(steps(0), won=False, lost=False, provenance=Provenance(episode_id="e"))
+    read = next(r for r in store.records("value") if r.text == "read card")
+    look = next(r for r in store.records("value") if r.text == "look")
+    # Reading earns the later reward as its own (its immediate outcome, and in its return
+    # undiscounted); the step in between gets only the discounted return.
+    assert read.meta["credit"] == 1.0 and read.meta["immediate"] == 1.0
+    assert read.q > look.q and look.meta["credit"] == 0.0
 
 
 def test_immediate_outcomes_blame_the_losing_step_not_the_clock() -> None:
