@@ -69,11 +69,11 @@ class ValueParams(BaseModel):
     coverage_bonus: float = Field(default=1.0, ge=0)
     """While learning: ``coverage_bonus / sqrt(1 + n)`` is added to an action whose
     signature ``n`` recorded steps share."""
-    epsilon: float = Field(default=0.2, ge=0, le=1)
+    epsilon: float = Field(default=0.25, ge=0, le=1)
     """While learning: chance of a random not-yet-taken action, at the first episode."""
-    epsilon_decay: float = Field(default=0.98, gt=0, le=1)
+    epsilon_decay: float = Field(default=0.99, gt=0, le=1)
     """Factor applied to ``epsilon`` per learned episode."""
-    epsilon_min: float = Field(default=0.05, ge=0, le=1)
+    epsilon_min: float = Field(default=0.1, ge=0, le=1)
 
 
 class ValueStep(BaseModel):
