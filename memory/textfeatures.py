@@ -31,6 +31,7 @@ import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 DIM = 1 << 18
 """Size of the hashed feature space."""
@@ -96,6 +97,7 @@ class ParsedAction:
         return frozenset(self.obj) | frozenset(self.tool)
 
 
+@lru_cache(maxsize=65536)
 def parse_action(action: str) -> ParsedAction:
     words = re.findall(r"[a-z]+", action.lower())
     obj: list[str] = []
@@ -166,7 +168,11 @@ def _bucket(x: float, cuts: Sequence[float]) -> int:
     return sum(x >= c for c in cuts)
 
 
+@lru_cache(maxsize=262144)
 def _hash(parts: tuple[object, ...]) -> int:
+    """The feature index of ``parts``. Cached: features repeat across actions and steps.
+    (A cache keyed by tuples would take ``(x, True)`` for ``(x, 1)``; no feature kind mixes
+    a flag and a number in one place, which ``test_feature_hash_cache_is_exact`` checks.)"""
     return zlib.crc32("|".join(map(str, parts)).encode()) % DIM
 
 

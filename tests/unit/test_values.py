@@ -12,7 +12,7 @@ from word_env import TEST_WORDS, WordEnv
 from agent import Agent
 from agent.config import load_settings
 from agent.llm.scripted import ScriptedLLM
-from memory import HashingEmbedder, MemoryStore
+from memory import HashingEmbedder, MemoryStore, textfeatures
 from memory.records import Provenance
 from memory.textfeatures import EpisodeText, action_features, analyse, parse_action, stem
 from memory.values import (
@@ -50,6 +50,32 @@ def test_features_tell_an_instructed_action_from_another() -> None:
     assert action_features(ctx, "look") != action_features(
         EpisodeText.start("Do what the note says.", ctx.observation), "look"
     )
+
+
+def test_feature_hash_cache_is_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    cached = textfeatures._hash
+    cached.cache_clear()
+    seen: list[int] = []
+
+    def checked(parts: tuple[object, ...]) -> int:
+        # Whatever the cache returns is what hashing these very parts gives.
+        index = cached(parts)
+        assert index == cached.__wrapped__(parts), parts
+        seen.append(index)
+        return index
+
+    monkeypatch.setattr(textfeatures, "_hash", checked)
+    ctx = EpisodeText.start("Follow the card.", "A card.\nslice the red pear\n\nA red pear.")
+    for action, answer, reward in [
+        ("take red pear", "Taken.", 1.0),
+        ("slice red pear with knife", "You slice the red pear.", 1.0),
+        ("slice red pear with knife", "Already sliced.", 0.0),
+        ("eat red pear", "You lose.", 0.0),
+    ]:
+        for other in ("take red pear", "dice pear", "look", "eat card", "go north"):
+            analyse(ctx, other)
+        ctx.observe(action, answer, reward)
+    assert len(seen) > 500 and cached.cache_info().hits > 0
 
 
 def test_a_line_naming_verb_and_object_marks_the_instructed_move() -> None:
