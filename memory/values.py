@@ -180,8 +180,8 @@ class ValueFunction:
         ]
         vectors = self.embedder.embed([r.key for r in records])
         with self._lock:
+            self._sync()  # before adding: the mirror then lacks exactly these records
             self.backend.add(self.collection, records, vectors)
-            self._sync()
             for rec in records:
                 self._add_row(rec.id, _row(rec))
             self._fit()

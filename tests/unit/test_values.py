@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +141,20 @@ def test_immediate_outcomes_blame_the_losing_step_not_the_clock() -> None:
         assert rec.meta["immediate"] == expected and rec.meta["signature"] == "poke|0"
     # The losing step's return and immediate outcome both carry the penalty (1 - 1 = 0).
     assert {r.q for r in store.records("value")} == {0.0, 0.5}
+
+
+def test_signature_counts_match_the_records() -> None:
+    values = MemoryStore.in_memory(HashingEmbedder()).values
+    for episode, sigs in [("a", ["x|1", "y|0"]), ("b", ["x|1"]), ("c", ["x|1", "z|2"])]:
+        steps = [
+            ValueStep(state="s", action=f"act {i}", reward=0.0, features=[i], signature=sig)
+            for i, sig in enumerate(sigs)
+        ]
+        values.learn(steps, won=False, lost=False, provenance=Provenance(episode_id=episode))
+        # Each record counted once, the episode just learned included.
+        recorded = Counter(str(r.meta["signature"]) for r in values.backend.scan(values.collection))
+        assert values._signatures == recorded
+    assert recorded == Counter({"x|1": 3, "y|0": 1, "z|2": 1})
 
 
 def test_exploration_prefers_kinds_of_moves_rarely_tried() -> None:
