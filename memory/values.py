@@ -68,7 +68,8 @@ class ValueParams(BaseModel):
     """While learning: added to the value of actions not yet taken in this episode."""
     coverage_bonus: float = Field(default=1.0, ge=0)
     """While learning: ``coverage_bonus / sqrt(1 + n)`` is added to an action whose
-    signature ``n`` recorded steps share."""
+    signature ``n`` steps share: the recorded steps, those of the episode learned last once
+    more (so the next episode varies from it), and this episode's steps."""
     epsilon: float = Field(default=0.25, ge=0, le=1)
     """While learning: chance of a random not-yet-taken action, at the first episode."""
     epsilon_decay: float = Field(default=0.99, gt=0, le=1)
@@ -130,6 +131,8 @@ class ValueFunction:
         self._data: dict[str, _Row] = {}
         """Record id -> what the fit needs of it, mirroring the collection."""
         self._signatures: Counter[str] = Counter()
+        self._recent: Counter[str] = Counter()
+        """Signatures of the episode learned last, which exploration counts once more."""
         self._fitted = False
 
     # -- learning -------------------------------------------------------------------
@@ -184,6 +187,7 @@ class ValueFunction:
             self.backend.add(self.collection, records, vectors)
             for rec in records:
                 self._add_row(rec.id, _row(rec))
+            self._recent = Counter(s.signature for s in steps if s.signature)
             self._fit()
         return [r.id for r in records]
 
@@ -191,7 +195,7 @@ class ValueFunction:
         """Reload the mirror when the collection changed behind it (deletes, imports,
         other processes sharing a Chroma server)."""
         if len(self._data) != self.backend.count(self.collection):
-            self._data, self._signatures = {}, Counter()
+            self._data, self._signatures, self._recent = {}, Counter(), Counter()
             for rec in self.backend.scan(self.collection):
                 self._add_row(rec.id, _row(rec))
             self._fitted = False
@@ -273,7 +277,10 @@ class ValueFunction:
             return fresh[rng.randrange(len(fresh))], True
         seen = assessment or self.assess(ctx, admissible)
         with self._lock:
-            counts = [self._signatures[s] + ctx.signatures.count(s) for s in seen.signatures]
+            counts = [
+                self._signatures[s] + self._recent[s] + ctx.signatures.count(s)
+                for s in seen.signatures
+            ]
         taken = set(ctx.taken)
         scored = [
             (

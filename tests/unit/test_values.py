@@ -155,6 +155,13 @@ def test_signature_counts_match_the_records() -> None:
         recorded = Counter(str(r.meta["signature"]) for r in values.backend.scan(values.collection))
         assert values._signatures == recorded
     assert recorded == Counter({"x|1": 3, "y|0": 1, "z|2": 1})
+    # Exploration counts the episode learned last once more, until the records change.
+    assert values._recent == Counter({"x|1": 1, "z|2": 1})
+    values.backend.delete(
+        values.collection, [r.id for r in values.backend.scan(values.collection)][:1]
+    )
+    values.values(EpisodeText.start("t", "o"), ["look"])
+    assert values._recent == Counter()
 
 
 def test_exploration_prefers_kinds_of_moves_rarely_tried() -> None:
