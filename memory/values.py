@@ -12,15 +12,14 @@ later rewards. A step that revealed an instruction (a line of text that a later 
 action carried out word for word, e.g. reading a recipe) is credited that later reward as
 its own (``instruction_credit``): without it, a move that only gathers information earns
 nothing until the policy already follows what it revealed. The fitted weights are derived
-state: they are refitted whenever the set of
-records changes, so deleting an episode's records (``evolvent memory delete``) removes what
-it taught.
+state: they are refitted whenever the set of records changes, so deleting an episode's
+records (``evolvent memory delete``) removes what it taught.
 
 Acting on the values: ``propose`` ranks the admissible actions of a state; while learning,
 ``explore_choice`` adds a bonus to actions not yet taken in the episode and a bonus to
-actions whose signature the records rarely hold (count-based exploration over kinds of
-moves), and, with a probability that falls as episodes accumulate, picks an untaken action
-at random.
+actions whose signature the records (the episode learned last counted once more) and this
+episode rarely hold (count-based exploration over kinds of moves), and, with a probability
+that falls as episodes accumulate, picks an untaken action at random.
 """
 
 from __future__ import annotations
