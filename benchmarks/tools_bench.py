@@ -4,7 +4,11 @@ used, the convergence metric per batch, and steps per won game with tools vs wit
     .venv/bin/python -m benchmarks.tools_bench --games 30 --batch 10
 
 The agent runs with the configured backbone (default: the embedded Gemma 3 270M) and a
-Toolsmith over a SQLite registry in a fresh home. Each episode is appended to a JSONL file as
+Toolsmith over a SQLite registry in a fresh home. By default (``--action-policy follow``,
+as in the cooking arms of ``evolvent bench``) the step-value function picks each action once
+it has learned from an episode, and a validated macro whose first step it picked runs in
+its place (``agent.tool_policy = follow``); ``--action-policy llm`` leaves actions to the
+LLM. Each episode is appended to a JSONL file as
 it finishes. The baseline pass (``--baseline``, on by default) plays the same seeds with a
 fresh home and ``agent.use_tools=False`` (no tool offered, none mined). ``--warmup N``
 first observes the walkthroughs of N other seeds as won episodes (oracle demonstrations,
@@ -42,7 +46,12 @@ from toolsmith.synthesizer import Toolsmith, ToolsmithConfig
 
 
 def settings_for(
-    home: Path, max_steps: int, games_dir: Path, use_tools: bool, tool_policy: str = "follow"
+    home: Path,
+    max_steps: int,
+    games_dir: Path,
+    use_tools: bool,
+    tool_policy: str = "follow",
+    action_policy: str = "follow",
 ) -> Settings:
     return load_settings(
         None,
@@ -53,6 +62,7 @@ def settings_for(
             "games_dir": str(games_dir),
             "agent.use_tools": use_tools,
             "agent.tool_policy": tool_policy,
+            "memory.action_policy": action_policy,
         },
     )
 
@@ -146,7 +156,10 @@ def _mean(xs: Sequence[float]) -> str:
 
 def won_steps(rows: Sequence[dict[str, Any]]) -> str:
     won = [r for r in rows if r["success"]]
-    return f"{len(won)} won, mean steps {_mean([r['steps'] for r in won])}"
+    return (
+        f"{len(won)} won, mean steps {_mean([r['steps'] for r in won])} "
+        f"(environment actions {_mean([r['actions'] for r in won])})"
+    )
 
 
 def report(smith: Toolsmith, rows: list[dict[str, Any]], base: list[dict[str, Any]]) -> str:
@@ -211,6 +224,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="follow",
         help="follow: run a useful offered tool without asking the LLM; llm: the LLM picks",
     )
+    p.add_argument(
+        "--action-policy",
+        choices=["follow", "llm"],
+        default="follow",
+        help="follow: the step-value function picks each action (as in the cooking arms), "
+        "a tool whose first step it picked runs in its place; llm: the LLM picks",
+    )
     p.add_argument("--home", type=Path, default=None, help="state dir (default: a temp dir)")
     p.add_argument("--games-dir", type=Path, default=None, help="generated games cache")
     args = p.parse_args(argv)
@@ -222,6 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = home / "episodes.jsonl"
     print(
         f"home {home}; {args.games} games of {args.env}; tool policy {args.tool_policy}; "
+        f"action policy {args.action_policy}; "
         f"episodes -> {log}",
         flush=True,
     )
@@ -229,7 +250,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     pregenerate(args.env, seeds + warm, games_dir)
     print(f"games ready in {time.perf_counter() - t0:.0f}s", flush=True)
 
-    settings = settings_for(home / "tools", args.max_steps, games_dir, True, args.tool_policy)
+    settings = settings_for(
+        home / "tools", args.max_steps, games_dir, True, args.tool_policy, args.action_policy
+    )
     from agent.llm.factory import make_client
 
     llm, url = make_client(settings.llm)
@@ -240,7 +263,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         smith, rows = play("tools", settings, llm, embedder, cfg, seeds, args.env, log, warm)
         base: list[dict[str, Any]] = []
         if args.baseline:
-            base_settings = settings_for(home / "baseline", args.max_steps, games_dir, False)
+            base_settings = settings_for(
+                home / "baseline",
+                args.max_steps,
+                games_dir,
+                False,
+                action_policy=args.action_policy,
+            )
             base_smith, base = play(
                 "baseline", base_settings, llm, embedder, cfg, seeds, args.env, log
             )

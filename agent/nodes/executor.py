@@ -160,8 +160,8 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
     tool_options = {f"{TOOL_PREFIX}{t.call}": t for t in tools}
     options = choices + list(tool_options)
     memory_ids = [i for p in proposals for i in p.ids]
-    if follow is None:
-        follow = _tool_to_follow(state, ctx, tool_options)
+    if tool_options:
+        follow = _tool_to_follow(state, ctx, tool_options, follow)
     prompt = executor_prompt(
         task=state["task"],
         plan=state.get("plan", ""),
@@ -290,18 +290,24 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
 
 
 def _tool_to_follow(
-    state: AgentState, ctx: EpisodeContext, tool_options: dict[str, Tool]
+    state: AgentState, ctx: EpisodeContext, tool_options: dict[str, Tool], action: str | None
 ) -> str | None:
     """Under ``agent.tool_policy = follow``: the first offered tool (they come most relevant
-    first) that is useful enough and whose instantiation has not run in this episode."""
+    first) that is useful enough and whose instantiation has not run in this episode. When
+    the memory has chosen ``action`` already (``memory.action_policy = follow``), only a
+    macro whose first step is that action: the tool then runs the moves that followed it
+    in the episodes it was mined from. Returns the option to take (``action`` when no tool
+    qualifies)."""
     agent = ctx.settings.agent
     if agent.tool_policy != "follow":
-        return None
+        return action
     ran = {s.get("tool_call") for s in state.get("steps", [])}
     for option, tool in tool_options.items():
-        if option not in ran and tool.utility >= agent.tool_min_utility:
+        if option in ran or tool.utility < agent.tool_min_utility:
+            continue
+        if action is None or (tool.kind == "macro" and tool.steps and tool.steps[0] == action):
             return option
-    return None
+    return action
 
 
 def _limit_update(state: AgentState, step_count: int) -> dict[str, Any]:

@@ -164,3 +164,37 @@ def test_a_tool_that_keeps_failing_is_disabled_with_its_reason() -> None:
     assert tool is not None and tool.reason is not None
     assert tool.reason.startswith("auto-disabled: utility 0.12")
     assert smith.offer("anything", ["a"]) == []
+
+
+def test_follow_policies_run_a_tool_that_starts_with_the_memorys_action(
+    evolvent_home: Path,
+) -> None:
+    # The step-value function chooses the action; a validated macro whose first step is
+    # that action runs in its place, and a macro starting elsewhere is never run.
+    store = MemoryStore.in_memory(HashingEmbedder())
+    settings = load_settings(None, home=str(evolvent_home))
+    settings.memory.action_policy = "follow"
+    llm = ScriptedLLM(responder=cook)
+    learning = Toolsmith(InProcessToolRegistry(HashingEmbedder()), env_factory=kitchen)
+    with Agent(settings, llm=llm, memory=store, embedder=store.embedder, toolsmith=learning) as a:
+        for seed in range(3):  # the values learn from these (its tools are not used below)
+            a.run(KitchenEnv(seed))
+    assert store.values.active()
+    smith = Toolsmith(InProcessToolRegistry(HashingEmbedder()), env_factory=kitchen)
+    for name, steps in (("look_then_take", ["look", "take {X}"]), ("t", ["take {X}", "slice {X}"])):
+        smith.registry.register(Tool(name=name, kind="macro", doc="d", steps=steps, slots=["X"]))
+    settings.agent.tool_policy = "follow"
+    settings.agent.learn = False  # greedy: the top proposal at every step
+    with Agent(settings, llm=llm, memory=store, embedder=store.embedder, toolsmith=smith) as a:
+        r = a.run(KitchenEnv(3))
+        alone = [s.action for s in r.trajectory]
+        settings.agent.use_tools = False
+        plain = [s.action for s in a.run(KitchenEnv(3)).trajectory]
+    assert r.success and alone == plain  # the tool ran the moves the memory would have taken
+    tool_steps = [s for s in r.trajectory if s.tool]
+    assert {s.tool for s in tool_steps} == {"t"}
+    assert (
+        tool_steps[0].action == "take carrot"
+        and tool_steps[0].tool_call == f"{TOOL_PREFIX}t(X=carrot)"
+    )
+    assert r.steps < len(plain)
