@@ -13,8 +13,10 @@ it finishes. The baseline pass (``--baseline``, on by default) plays the same se
 fresh home and ``agent.use_tools=False`` (no tool offered, none mined). ``--warmup N``
 first observes the walkthroughs of N other seeds as won episodes (oracle demonstrations,
 reported as such), so that mining, replay validation and tool use have material even when
-the backbone rarely wins. The mistake notebook is off (``memory.notebook_batch=0``): its
-re-plays would triple the time and measure memory, not tools.
+the backbone rarely wins; the step values of both passes learn from the same walkthroughs
+(records whose episode id starts with ``demonstration:``). The mistake notebook is off
+(``memory.notebook_batch=0``): its re-plays would triple the time and measure memory, not
+tools.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ from agent.llm.base import LLMClient
 from agent.result import EpisodeResult
 from benchmarks.envs.base import Env
 from benchmarks.envs.registry import make_env, pregenerate
+from benchmarks.values_bench import play as play_values
 from memory.embeddings import Embedder, default_embedder
+from memory.values import ValueFunction
 from sandbox.factory import get_sandbox
 from toolsmith.convergence import ConvergenceCounter
 from toolsmith.models import Tool
@@ -85,20 +89,34 @@ def episode_row(r: EpisodeResult, pass_name: str) -> dict[str, Any]:
     }
 
 
+def walkthrough(env_id: str, seed: int, games: Path) -> list[str]:
+    """The game's own solution (an oracle demonstration)."""
+    env = make_env(env_id, seed, games)
+    given = env.reset().info.extra.get("walkthrough")
+    env.close()
+    return [str(a) for a in given] if isinstance(given, list) else []
+
+
 def warm_up(smith: Toolsmith, env_id: str, seeds: Sequence[int], games: Path) -> list[Tool]:
     """Observe the games' own walkthroughs (oracle demonstrations) as won episodes."""
     assert smith.env_factory is not None
     new: list[Tool] = []
     for seed in seeds:
-        env = make_env(env_id, seed, games)
-        given = env.reset().info.extra.get("walkthrough")
-        walk = [str(a) for a in given] if isinstance(given, list) else []
-        env.close()
+        walk = walkthrough(env_id, seed, games)
         score = replay_score(smith.env_factory, env_id, seed, walk)
         new += smith.observe(f"walkthrough-{seed}", env_id, walk, True, seed=seed, score=score)
     # Demonstrations are not episodes of the stream: the convergence batches start after them.
     smith.counter = ConvergenceCounter(batch_size=smith.config.batch_size)
     return new
+
+
+def demonstrate(values: ValueFunction, env_id: str, seeds: Sequence[int], games: Path) -> int:
+    """The step values learn from the walkthroughs of ``seeds``; returns how many won."""
+    won = 0
+    for seed in seeds:
+        walk = walkthrough(env_id, seed, games)
+        won += play_values(values, env_id, seed, games, len(walk), None, script=walk).won
+    return won
 
 
 def play(
@@ -121,7 +139,7 @@ def play(
     registry = SqliteToolRegistry(settings.memory_path / "tools.sqlite", embedder, "bench")
     smith = Toolsmith(registry, cfg, env_factory=env_factory, sandbox=get_sandbox("auto"))
     smith.llm = llm
-    if warmup:
+    if warmup and settings.agent.use_tools:
         t0 = time.perf_counter()
         made = warm_up(smith, env_id, warmup, games)
         ok = sum(t.status == "active" for t in made)
@@ -132,6 +150,9 @@ def play(
         )
     rows: list[dict[str, Any]] = []
     with Agent(settings, llm=llm, embedder=embedder, toolsmith=smith) as agent:
+        if warmup and settings.memory.step_values:
+            won = demonstrate(agent.memory.values, env_id, warmup, games)
+            print(f"[{name}] step values learned from the walkthroughs ({won} won)", flush=True)
         for i, seed in enumerate(seeds):
             t0 = time.perf_counter()
             r = agent.run(env_id, seed=seed, index=i)
@@ -216,7 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--warmup",
         type=int,
         default=0,
-        help="walkthroughs of other seeds observed as won episodes before the stream",
+        help="walkthroughs of other seeds observed as won episodes before the stream, "
+        "by the toolsmith and (both passes) the step values",
     )
     p.add_argument(
         "--tool-policy",
@@ -271,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 action_policy=args.action_policy,
             )
             base_smith, base = play(
-                "baseline", base_settings, llm, embedder, cfg, seeds, args.env, log
+                "baseline", base_settings, llm, embedder, cfg, seeds, args.env, log, warm
             )
             base_smith.registry.close()
         print(report(smith, rows, base), flush=True)

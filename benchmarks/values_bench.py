@@ -19,6 +19,7 @@ import argparse
 import random
 import statistics
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -63,18 +64,22 @@ def play(
     games: Path,
     max_steps: int,
     rng: random.Random | None,
+    script: Sequence[str] | None = None,
 ) -> Episode:
-    """One episode; ``rng`` set: explore and learn, unset: greedy, learning frozen."""
+    """One episode; ``rng`` set: explore and learn, unset: greedy, learning frozen;
+    ``script`` set: take those actions (a demonstration) and learn from them."""
     env = make_env(env_id, seed, games)
     try:
         obs = env.reset()
         ctx = EpisodeText.start(obs.task, obs.text)
         admissible, info = obs.admissible, obs.info
         steps: list[ValueStep] = []
-        for _ in range(max_steps):
-            if not admissible:
+        for t in range(max_steps if script is None else len(script)):
+            if script is not None:
+                action = script[t]
+            elif not admissible:
                 break
-            if rng is None:
+            elif rng is None:
                 action = values.propose(ctx, admissible, k=1)[0].action
             elif values.active():
                 action, _ = values.explore_choice(ctx, admissible, rng)
@@ -96,8 +101,10 @@ def play(
             admissible, info = res.admissible, res.info
             if res.done:
                 break
-        if rng is not None:
-            prov = Provenance(episode_id=f"{env_id}:{seed}", env_id=env_id, seed=seed)
+        if rng is not None or script is not None:
+            # A demonstration's record says so: its episode id starts with "demonstration:".
+            name = f"{env_id}:{seed}" if script is None else f"demonstration:{env_id}:{seed}"
+            prov = Provenance(episode_id=name, env_id=env_id, seed=seed)
             values.learn(steps, info.won, info.lost, prov)
     finally:
         env.close()

@@ -49,3 +49,18 @@ def test_values_bench_learns_on_toy_games(capsys: pytest.CaptureFixture[str]) ->
 def test_values_bench_rejects_bad_seeds(capsys: pytest.CaptureFixture[str]) -> None:
     assert values_bench.main(["--env", "toy:keys", "--train-seeds", "0-x"]) == 2
     assert "bad seed range" in capsys.readouterr().err
+
+
+def test_demonstrations_teach_the_step_values(tmp_path: Path) -> None:
+    # tools_bench --warmup: walkthroughs of other seeds, learned as won episodes and marked
+    # as demonstrations, make the greedy values win held-out games that random play loses.
+    from benchmarks.tools_bench import demonstrate
+    from memory import HashingEmbedder, MemoryStore
+
+    values = MemoryStore.in_memory(HashingEmbedder()).values
+    assert demonstrate(values, "toy:keys", range(5), tmp_path) == 5
+    assert values.episodes() == 5
+    ids = {r.provenance.episode_id for r in values.backend.scan(values.collection)}
+    assert ids == {f"demonstration:toy:keys:{s}" for s in range(5)}
+    played = [values_bench.play(values, "toy:keys", s, tmp_path, 6, None) for s in range(100, 110)]
+    assert sum(e.won for e in played) >= 6 > 3 >= _random_wins(0)
