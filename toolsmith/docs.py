@@ -47,6 +47,9 @@ def classify(use: ToolUse) -> ToolFeedback:
         return ToolFeedback(
             kind="not_admissible", detail=f"{first!r} was not admissible", context=ctx
         )
+    if use.lost:
+        last = use.actions_run[-1]
+        return ToolFeedback(kind="lost", detail=f"the game was lost after {last!r}", context=ctx)
     if not use.completed:
         n, total = len(use.actions_run), len(use.planned)
         nxt = use.planned[n] if n < total else "the next step"

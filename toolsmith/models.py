@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 ToolKind = Literal["macro", "code"]
 ToolStatus = Literal["active", "disabled", "rejected"]
-FeedbackKind = Literal["worked", "not_admissible", "stopped_early", "no_reward", "error"]
+FeedbackKind = Literal["worked", "not_admissible", "stopped_early", "no_reward", "error", "lost"]
 
 CODE_SIGNATURE = "run(observation: str, admissible: list[str]) -> list[str]"
 
@@ -112,6 +112,8 @@ class ToolUse(BaseModel):
     actions_run: list[str]
     completed: bool
     """All steps ran (a macro stops early when a step is not admissible)."""
+    lost: bool = False
+    """The game was lost during the tool's steps."""
     reward: float = 0.0
     args: dict[str, str] = Field(default_factory=dict)
     """Slot values of the instantiation that ran."""
@@ -121,6 +123,11 @@ class ToolUse(BaseModel):
     """Why a code tool gave no actions (exception, timeout, bad output)."""
     context: str = ""
     """The observation it was called on."""
+
+    @property
+    def succeeded(self) -> bool:
+        """All steps ran and the game was not lost on the way."""
+        return self.completed and not self.lost
 
 
 class Trajectory(BaseModel):

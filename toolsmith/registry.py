@@ -125,8 +125,8 @@ class ToolRegistry(ABC):
             if tool is None:
                 return None
             tool.uses += 1
-            tool.successes += int(use.completed)
-            tool.failures += int(not use.completed)
+            tool.successes += int(use.succeeded)
+            tool.failures += int(not use.succeeded)
             tool.reward += use.reward
             if feedback is not None:
                 tool.feedback = [*tool.feedback, feedback][-FEEDBACK_KEEP:]

@@ -299,7 +299,7 @@ class Toolsmith:
         ):
             reason = (
                 f"auto-disabled: utility {tool.utility:.2f} after {tool.uses} uses "
-                f"(below {cfg.disable_below:g}; {tool.failures} did not complete)"
+                f"(below {cfg.disable_below:g}; {tool.failures} did not complete or lost the game)"
             )
             return self.registry.set_status(tool.name, "disabled", reason)
         return self.registry.get(tool.name) or tool

@@ -250,6 +250,7 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
                 name=tool.name,
                 actions_run=[r["action"] or "" for r in records],
                 completed=bool(actions) and len(records) == len(actions),
+                lost=last is not None and last.info.lost,
                 reward=sum(r["reward"] for r in records),
                 args=dict(tool.args),
                 planned=list(actions),

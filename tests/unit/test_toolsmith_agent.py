@@ -198,3 +198,13 @@ def test_follow_policies_run_a_tool_that_starts_with_the_memorys_action(
         and tool_steps[0].tool_call == f"{TOOL_PREFIX}t(X=carrot)"
     )
     assert r.steps < len(plain)
+
+
+def test_a_tool_that_loses_the_game_counts_as_failed() -> None:
+    smith = Toolsmith(InProcessToolRegistry(HashingEmbedder()), env_factory=kitchen)
+    smith.registry.register(Tool(name="risky", kind="macro", doc="d", steps=["a", "b"]))
+    ran = ToolUse(name="risky", actions_run=["a", "b"], completed=True, planned=["a", "b"])
+    assert smith.record(ran.model_copy(update={"reward": 1.0})) is not None
+    tool = smith.record(ran.model_copy(update={"lost": True}))
+    assert tool is not None and (tool.uses, tool.successes, tool.failures) == (2, 1, 1)
+    assert tool.feedback[-1].kind == "lost"

@@ -59,6 +59,10 @@ def test_classify_uses() -> None:
     assert classify(done.model_copy(update={"reward": 2.0})).kind == "worked"
     err = ToolUse(name="m", actions_run=[], completed=False, error="timed out after 5s")
     assert classify(err).detail == "error: timed out after 5s"
+    lost = done.model_copy(update={"reward": 1.0, "lost": True})
+    fb = classify(lost)
+    assert fb.kind == "lost" and fb.failed and not lost.succeeded
+    assert fb.detail == "the game was lost after 'open chest'"
 
 
 def test_doc_rewritten_without_llm_after_n_failures_with_history() -> None:
