@@ -8,15 +8,17 @@ Toolsmith over a SQLite registry in a fresh home. By default (``--action-policy 
 as in the cooking arms of ``evolvent bench``) the step-value function picks each action once
 it has learned from an episode, and a validated macro whose first step it picked runs in
 its place (``agent.tool_policy = follow``); ``--action-policy llm`` leaves actions to the
-LLM. Each episode is appended to a JSONL file as
-it finishes. The baseline pass (``--baseline``, on by default) plays the same seeds with a
-fresh home and ``agent.use_tools=False`` (no tool offered, none mined). ``--warmup N``
-first observes the walkthroughs of N other seeds as won episodes (oracle demonstrations,
-reported as such), so that mining, replay validation and tool use have material even when
-the backbone rarely wins; the step values of both passes learn from the same walkthroughs
-(records whose episode id starts with ``demonstration:``). The mistake notebook is off
-(``memory.notebook_batch=0``): its re-plays would triple the time and measure memory, not
-tools.
+LLM. After the stream, the tools agent plays ``--held-out N`` other games (the seeds after
+the warm-up ones) with learning frozen, each twice: with its tools and without, so that
+steps per won game compare the same memory with and without tools. Each episode is
+appended to a JSONL file as it finishes. The baseline pass (``--baseline``, on by default)
+plays the same seeds with a fresh home and ``agent.use_tools=False`` (no tool offered, none
+mined). ``--warmup N`` first observes the walkthroughs of N other seeds as won episodes
+(oracle demonstrations, reported as such), so that mining, replay validation and tool use
+have material even when the backbone rarely wins; the step values of both passes learn from
+the same walkthroughs (records whose episode id starts with ``demonstration:``). The mistake
+notebook is off (``memory.notebook_batch=0``): its re-plays would triple the time and
+measure memory, not tools.
 """
 
 from __future__ import annotations
@@ -129,8 +131,11 @@ def play(
     env_id: str,
     log: Path,
     warmup: Sequence[int] = (),
-) -> tuple[Toolsmith, list[dict[str, Any]]]:
-    """Play ``seeds`` in order with one agent; returns its toolsmith and per-episode rows."""
+    held_out: Sequence[int] = (),
+) -> tuple[Toolsmith, list[dict[str, Any]], list[dict[str, Any]]]:
+    """Play ``seeds`` in order with one agent, then (with tools on) each of ``held_out``
+    with learning frozen, with and without tools; returns its toolsmith and the rows of
+    the stream and of the held-out games."""
     games = settings.games_path
 
     def env_factory(eid: str, seed: int) -> Env:
@@ -149,26 +154,47 @@ def play(
             flush=True,
         )
     rows: list[dict[str, Any]] = []
+    held: list[dict[str, Any]] = []
     with Agent(settings, llm=llm, embedder=embedder, toolsmith=smith) as agent:
         if warmup and settings.memory.step_values:
             won = demonstrate(agent.memory.values, env_id, warmup, games)
             print(f"[{name}] step values learned from the walkthroughs ({won} won)", flush=True)
         for i, seed in enumerate(seeds):
-            t0 = time.perf_counter()
-            r = agent.run(env_id, seed=seed, index=i)
-            row = episode_row(r, name)
-            rows.append(row)
-            with log.open("a") as fh:
-                fh.write(json.dumps(row) + "\n")
-            print(
-                f"[{name}] game {i + 1}/{len(seeds)} seed {seed}: "
-                f"{'WON ' if r.success else 'lost'} score {r.score:g}/{r.max_score:g} "
-                f"steps {r.steps} tool calls {row['tool_calls']} "
-                f"new tools {len(r.tools_written)} ({time.perf_counter() - t0:.0f}s)",
-                flush=True,
-            )
-    smith.counter.flush()
-    return smith, rows
+            rows.append(_episode(agent, name, env_id, seed, i, len(seeds), log))
+        smith.counter.flush()
+        if held_out and settings.agent.use_tools:
+            # The same frozen memory plays each held-out game twice: with the tools and
+            # without. Tool uses still count in the tools' stats, not in the convergence.
+            stream_counter, smith.counter = smith.counter, ConvergenceCounter()
+            settings.agent.learn = False
+            for i, seed in enumerate(held_out):
+                for use_tools, label in ((True, "held-out"), (False, "held-out-without-tools")):
+                    settings.agent.use_tools = use_tools
+                    held.append(
+                        _episode(agent, label, env_id, seed, len(seeds) + i, len(held_out), log)
+                    )
+            settings.agent.learn, settings.agent.use_tools = True, True
+            smith.counter = stream_counter
+    return smith, rows, held
+
+
+def _episode(
+    agent: Agent, name: str, env_id: str, seed: int, i: int, total: int, log: Path
+) -> dict[str, Any]:
+    """Play one game, append its row to ``log`` and print a line."""
+    t0 = time.perf_counter()
+    r = agent.run(env_id, seed=seed, index=i)
+    row = episode_row(r, name)
+    with log.open("a") as fh:
+        fh.write(json.dumps(row) + "\n")
+    print(
+        f"[{name}] game {i + 1}/{total} seed {seed}: "
+        f"{'WON ' if r.success else 'lost'} score {r.score:g}/{r.max_score:g} "
+        f"steps {r.steps} tool calls {row['tool_calls']} "
+        f"new tools {len(r.tools_written)} ({time.perf_counter() - t0:.0f}s)",
+        flush=True,
+    )
+    return row
 
 
 def _mean(xs: Sequence[float]) -> str:
@@ -183,7 +209,12 @@ def won_steps(rows: Sequence[dict[str, Any]]) -> str:
     )
 
 
-def report(smith: Toolsmith, rows: list[dict[str, Any]], base: list[dict[str, Any]]) -> str:
+def report(
+    smith: Toolsmith,
+    rows: list[dict[str, Any]],
+    base: list[dict[str, Any]],
+    held: Sequence[dict[str, Any]] = (),
+) -> str:
     tools: list[Tool] = smith.registry.list_tools()
     mined = [t for t in tools if t.provenance.source == "mined"]
     code = [t for t in tools if t.kind == "code"]
@@ -221,6 +252,16 @@ def report(smith: Toolsmith, rows: list[dict[str, Any]], base: list[dict[str, An
     ]
     if base:
         lines.append(f"baseline (no tools offered): {won_steps(base)} of {len(base)}")
+    if held:
+        with_tools = [r for r in held if r["pass"] == "held-out"]
+        without = [r for r in held if r["pass"] != "held-out"]
+        used = sum(r["tool_calls"] > 0 for r in with_tools)
+        lines += [
+            "",
+            "== held-out games, learning frozen: the same memory with and without tools ==",
+            f"with tools:    {won_steps(with_tools)} of {len(with_tools)} (a tool ran in {used})",
+            f"without tools: {won_steps(without)} of {len(without)}",
+        ]
     return "\n".join(lines)
 
 
@@ -241,6 +282,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "by the toolsmith and (both passes) the step values",
     )
     p.add_argument(
+        "--held-out",
+        type=int,
+        default=20,
+        help="games after the warm-up seeds, played after the stream with learning frozen, "
+        "each with and without tools (0: none)",
+    )
+    p.add_argument(
         "--tool-policy",
         choices=["follow", "llm"],
         default="follow",
@@ -256,11 +304,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--home", type=Path, default=None, help="state dir (default: a temp dir)")
     p.add_argument("--games-dir", type=Path, default=None, help="generated games cache")
     args = p.parse_args(argv)
+    for flag in ("games", "batch", "max_steps"):
+        if getattr(args, flag) < 1:
+            p.error(f"--{flag.replace('_', '-')} must be at least 1")
+    for flag in ("warmup", "held_out"):
+        if getattr(args, flag) < 0:
+            p.error(f"--{flag.replace('_', '-')} must not be negative")
 
     home = args.home or Path(tempfile.mkdtemp(prefix="evolvent-tools-bench-"))
     games_dir = args.games_dir or home / "games"
     seeds = list(range(args.first_seed, args.first_seed + args.games))
     warm = list(range(1000 + args.first_seed, 1000 + args.first_seed + args.warmup))
+    held_out = list(
+        range(
+            1000 + args.first_seed + args.warmup,
+            1000 + args.first_seed + args.warmup + args.held_out,
+        )
+    )
     log = home / "episodes.jsonl"
     print(
         f"home {home}; {args.games} games of {args.env}; tool policy {args.tool_policy}; "
@@ -269,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush=True,
     )
     t0 = time.perf_counter()
-    pregenerate(args.env, seeds + warm, games_dir)
+    pregenerate(args.env, seeds + warm + held_out, games_dir)
     print(f"games ready in {time.perf_counter() - t0:.0f}s", flush=True)
 
     settings = settings_for(
@@ -282,7 +342,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"backbone {settings.llm.model} at {url}", flush=True)
     cfg = ToolsmithConfig(batch_size=args.batch, code_every=args.code_every)
     try:
-        smith, rows = play("tools", settings, llm, embedder, cfg, seeds, args.env, log, warm)
+        smith, rows, held = play(
+            "tools", settings, llm, embedder, cfg, seeds, args.env, log, warm, held_out
+        )
         base: list[dict[str, Any]] = []
         if args.baseline:
             base_settings = settings_for(
@@ -292,11 +354,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 False,
                 action_policy=args.action_policy,
             )
-            base_smith, base = play(
+            base_smith, base, _ = play(
                 "baseline", base_settings, llm, embedder, cfg, seeds, args.env, log, warm
             )
             base_smith.registry.close()
-        print(report(smith, rows, base), flush=True)
+        print(report(smith, rows, base, held), flush=True)
         smith.registry.close()
         print(f"\ntotal {time.perf_counter() - t0:.0f}s", flush=True)
     finally:
