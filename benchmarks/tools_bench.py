@@ -160,7 +160,7 @@ def play(
             won = demonstrate(agent.memory.values, env_id, warmup, games)
             print(f"[{name}] step values learned from the walkthroughs ({won} won)", flush=True)
         for i, seed in enumerate(seeds):
-            rows.append(_episode(agent, name, env_id, seed, i, len(seeds), log))
+            rows.append(_episode(agent, name, env_id, seed, i, i, len(seeds), log))
         smith.counter.flush()
         if held_out and settings.agent.use_tools:
             # The same frozen memory plays each held-out game twice: with the tools and
@@ -170,20 +170,20 @@ def play(
             for i, seed in enumerate(held_out):
                 for use_tools, label in ((True, "held-out"), (False, "held-out-without-tools")):
                     settings.agent.use_tools = use_tools
-                    held.append(
-                        _episode(agent, label, env_id, seed, len(seeds) + i, len(held_out), log)
-                    )
+                    index = len(seeds) + i  # the agent's episode index; shown: i
+                    held.append(_episode(agent, label, env_id, seed, index, i, len(held_out), log))
             settings.agent.learn, settings.agent.use_tools = True, True
             smith.counter = stream_counter
     return smith, rows, held
 
 
 def _episode(
-    agent: Agent, name: str, env_id: str, seed: int, i: int, total: int, log: Path
+    agent: Agent, name: str, env_id: str, seed: int, index: int, i: int, total: int, log: Path
 ) -> dict[str, Any]:
-    """Play one game, append its row to ``log`` and print a line."""
+    """Play one game (the agent's episode ``index``; ``i`` of ``total`` in this phase),
+    append its row to ``log`` and print a line."""
     t0 = time.perf_counter()
-    r = agent.run(env_id, seed=seed, index=i)
+    r = agent.run(env_id, seed=seed, index=index)
     row = episode_row(r, name)
     with log.open("a") as fh:
         fh.write(json.dumps(row) + "\n")
