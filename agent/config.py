@@ -137,13 +137,19 @@ class AgentSettings(BaseModel):
     use_tools: bool = True
     """Offer learned tools to the executor and mine new ones (False: actions only)."""
     tool_policy: Literal["llm", "follow"] = "llm"
-    """``llm``: offered tools are options of the LLM's constrained choice. ``follow``: when
-    no step-memory proposal is followed, the most relevant offered tool whose utility is at
-    least ``tool_min_utility`` runs without asking the LLM (each instantiation at most once
-    per episode), so a weak model still gets to use — and so to rate — its tools."""
+    """``llm``: offered tools are options of the LLM's constrained choice. ``follow``: the
+    most relevant offered tool whose utility is at least ``tool_min_utility`` runs without
+    asking the LLM (each instantiation at most once per episode), so a weak model still gets
+    to use — and so to rate — its tools; when the step memory has chosen the action already
+    (``memory.action_policy = follow``), only a macro whose first step is that action."""
     tool_min_utility: float = Field(default=0.5, ge=0, le=1)
-    """Utility (Laplace-smoothed completion rate; 0.5 for an unused tool) a tool needs to be
-    followed."""
+    """Utility (Laplace-smoothed rate of uses that completed without losing the game; 0.5
+    for an unused tool) a tool needs to be followed."""
+    tool_guard_k: int = Field(default=1, ge=0)
+    """Under ``memory.action_policy = follow``, once the step-value function is active, a
+    macro goes on to its next step only if that step is among the values' ``tool_guard_k``
+    best actions at that point; otherwise it stops there, and the use counts as stopped
+    early. 0: macros always run to the end."""
     state_window: int = Field(default=2, ge=0)
     """Previous (action, observation) pairs that, with the current observation, make the
     state that step-level memory is keyed by."""

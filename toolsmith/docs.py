@@ -50,6 +50,14 @@ def classify(use: ToolUse) -> ToolFeedback:
     if use.lost:
         last = use.actions_run[-1]
         return ToolFeedback(kind="lost", detail=f"the game was lost after {last!r}", context=ctx)
+    if use.guarded is not None:
+        n, total = len(use.actions_run), len(use.planned)
+        return ToolFeedback(
+            kind="stopped_early",
+            detail=f"stopped after {n}/{total} steps: the learned values ranked "
+            f"{use.guarded!r} below their best",
+            context=ctx,
+        )
     if not use.completed:
         n, total = len(use.actions_run), len(use.planned)
         nxt = use.planned[n] if n < total else "the next step"

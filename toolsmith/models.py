@@ -114,6 +114,9 @@ class ToolUse(BaseModel):
     """All steps ran (a macro stops early when a step is not admissible)."""
     lost: bool = False
     """The game was lost during the tool's steps."""
+    guarded: str | None = None
+    """The step it was stopped before because the learned step values did not rank it
+    among their best actions (``agent.tool_guard_k``)."""
     reward: float = 0.0
     args: dict[str, str] = Field(default_factory=dict)
     """Slot values of the instantiation that ran."""

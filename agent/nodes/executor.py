@@ -7,6 +7,7 @@ answering junk costs a failed step, not the episode.
 
 from __future__ import annotations
 
+import copy
 import random
 import time
 from typing import Any
@@ -206,7 +207,9 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
     records: list[StepRecord] = []
     env_s = 0.0
     last: StepResult | None = None
-    allowed = set(admissible)
+    allowed = list(admissible)
+    guard = _guard(ctx, tool, text)
+    guarded: str | None = None
     for i, step_text in enumerate(actions):
         act = step_text
         if tool:
@@ -216,6 +219,9 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
             if resolved is None:
                 break
             act = resolved
+            if i > 0 and guard is not None and not guard.allows(act, allowed):
+                guarded = act
+                break
         t0 = time.perf_counter()
         last = ctx.env.step(act)
         dt = time.perf_counter() - t0
@@ -231,7 +237,9 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
         rec["tool_call"] = action if tool else None
         rec["memory_ids"] = memory_ids if i == 0 else []
         records.append(rec)
-        allowed = set(last.admissible)
+        allowed = list(last.admissible)
+        if guard is not None:
+            guard.observe(act, last)
         if last.done:
             break
     if tool and not records:
@@ -256,6 +264,7 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
                 planned=list(actions),
                 error=code_error,
                 context=state.get("observation", ""),
+                guarded=guarded,
             )
         )
     out: dict[str, Any] = {
@@ -288,6 +297,34 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
             last_reflection_step=state.get("last_reflection_step", -1),
         )
     return out
+
+
+class _MacroGuard:
+    """Lets a macro go on only while the step values rank its next step among their
+    ``k`` best actions (``agent.tool_guard_k``), in a copy of the episode's text context
+    that follows the macro's own steps."""
+
+    def __init__(self, ctx: EpisodeContext, text: EpisodeText, k: int) -> None:
+        self.values = ctx.memory.values
+        self.text = copy.deepcopy(text)
+        self.k = k
+
+    def allows(self, action: str, admissible: list[str]) -> bool:
+        best = self.values.propose(self.text, admissible, k=self.k)
+        return action in {p.action for p in best}
+
+    def observe(self, action: str, result: StepResult) -> None:
+        self.text.observe(action, result.text, result.reward)
+
+
+def _guard(ctx: EpisodeContext, tool: Tool | None, text: EpisodeText | None) -> _MacroGuard | None:
+    """The guard of a macro that runs while the step values choose the actions
+    (``memory.action_policy = follow``, values active); None otherwise."""
+    k = ctx.settings.agent.tool_guard_k
+    follow = ctx.settings.memory.action_policy == "follow"
+    if tool is None or tool.kind != "macro" or text is None or k <= 0 or not follow:
+        return None
+    return _MacroGuard(ctx, text, k)
 
 
 def _tool_to_follow(

@@ -208,3 +208,31 @@ def test_a_tool_that_loses_the_game_counts_as_failed() -> None:
     tool = smith.record(ran.model_copy(update={"lost": True}))
     assert tool is not None and (tool.uses, tool.successes, tool.failures) == (2, 1, 1)
     assert tool.feedback[-1].kind == "lost"
+
+
+def test_a_macro_stops_where_the_learned_values_disagree(evolvent_home: Path) -> None:
+    store = MemoryStore.in_memory(HashingEmbedder())
+    settings = load_settings(None, home=str(evolvent_home))
+    settings.memory.action_policy = "follow"
+    llm = ScriptedLLM(responder=cook)
+    learning = Toolsmith(InProcessToolRegistry(HashingEmbedder()), env_factory=kitchen)
+    with Agent(settings, llm=llm, memory=store, embedder=store.embedder, toolsmith=learning) as a:
+        for seed in range(3):
+            a.run(KitchenEnv(seed))
+    settings.agent.tool_policy = "follow"
+    settings.agent.learn = False
+    runs = {}
+    for k in (1, 0):
+        smith = Toolsmith(InProcessToolRegistry(HashingEmbedder()), env_factory=kitchen)
+        detour = Tool(name="d", kind="macro", doc="d", steps=["take {X}", "look"], slots=["X"])
+        smith.registry.register(detour)
+        settings.agent.tool_guard_k = k
+        with Agent(settings, llm=llm, memory=store, embedder=store.embedder, toolsmith=smith) as a:
+            runs[k] = [s.action for s in a.run(KitchenEnv(3)).trajectory]
+        used = smith.registry.get("d")
+        assert used is not None and used.uses == 1
+        if k == 1:
+            assert used.feedback[0].kind == "stopped_early"
+            assert "the learned values ranked 'look' below their best" in used.feedback[0].detail
+    assert runs[1] == ["take carrot", "slice carrot", "prepare meal"]  # the detour was cut
+    assert runs[0][:2] == ["take carrot", "look"]  # unguarded, the macro runs to its end
