@@ -145,7 +145,7 @@ class AgentSettings(BaseModel):
     tool_min_utility: float = Field(default=0.5, ge=0, le=1)
     """Utility (Laplace-smoothed rate of uses that completed without losing the game; 0.5
     for an unused tool) a tool needs to be followed."""
-    tool_guard_k: int = Field(default=1, ge=0)
+    tool_guard_k: int = Field(default=2, ge=0)
     """Under ``memory.action_policy = follow``, once the step-value function is active, a
     macro goes on to its next step only if that step is among the values' ``tool_guard_k``
     best actions at that point; otherwise it stops there, and the use counts as stopped
