@@ -11,7 +11,7 @@ from kitchen_env import KitchenEnv
 from pydantic import BaseModel
 
 from agent import Agent
-from agent.config import load_settings
+from agent.config import Settings, load_settings
 from agent.llm.scripted import ScriptedLLM
 from agent.nodes.executor import TOOL_PREFIX
 from benchmarks.envs.base import Env
@@ -166,25 +166,33 @@ def test_a_tool_that_keeps_failing_is_disabled_with_its_reason() -> None:
     assert smith.offer("anything", ["a"]) == []
 
 
+def values_learned_on_kitchens(home: Path) -> tuple[MemoryStore, Settings, ScriptedLLM]:
+    """A store whose step values learned from three won kitchen games (played under the
+    follow action policy, with a toolsmith whose tools are not used afterwards); the
+    settings, with ``tool_policy = follow`` and learning off (greedy), and the LLM."""
+    store = MemoryStore.in_memory(HashingEmbedder())
+    settings = load_settings(None, home=str(home))
+    settings.memory.action_policy = "follow"
+    llm = ScriptedLLM(responder=cook)
+    learning = Toolsmith(InProcessToolRegistry(HashingEmbedder()), env_factory=kitchen)
+    with Agent(settings, llm=llm, memory=store, embedder=store.embedder, toolsmith=learning) as a:
+        for seed in range(3):
+            a.run(KitchenEnv(seed))
+    assert store.values.active()
+    settings.agent.tool_policy = "follow"
+    settings.agent.learn = False  # greedy: the top proposal at every step
+    return store, settings, llm
+
+
 def test_follow_policies_run_a_tool_that_starts_with_the_memorys_action(
     evolvent_home: Path,
 ) -> None:
     # The step-value function chooses the action; a validated macro whose first step is
     # that action runs in its place, and a macro starting elsewhere is never run.
-    store = MemoryStore.in_memory(HashingEmbedder())
-    settings = load_settings(None, home=str(evolvent_home))
-    settings.memory.action_policy = "follow"
-    llm = ScriptedLLM(responder=cook)
-    learning = Toolsmith(InProcessToolRegistry(HashingEmbedder()), env_factory=kitchen)
-    with Agent(settings, llm=llm, memory=store, embedder=store.embedder, toolsmith=learning) as a:
-        for seed in range(3):  # the values learn from these (its tools are not used below)
-            a.run(KitchenEnv(seed))
-    assert store.values.active()
+    store, settings, llm = values_learned_on_kitchens(evolvent_home)
     smith = Toolsmith(InProcessToolRegistry(HashingEmbedder()), env_factory=kitchen)
     for name, steps in (("look_then_take", ["look", "take {X}"]), ("t", ["take {X}", "slice {X}"])):
         smith.registry.register(Tool(name=name, kind="macro", doc="d", steps=steps, slots=["X"]))
-    settings.agent.tool_policy = "follow"
-    settings.agent.learn = False  # greedy: the top proposal at every step
     with Agent(settings, llm=llm, memory=store, embedder=store.embedder, toolsmith=smith) as a:
         r = a.run(KitchenEnv(3))
         alone = [s.action for s in r.trajectory]
@@ -211,16 +219,7 @@ def test_a_tool_that_loses_the_game_counts_as_failed() -> None:
 
 
 def test_a_macro_stops_where_the_learned_values_disagree(evolvent_home: Path) -> None:
-    store = MemoryStore.in_memory(HashingEmbedder())
-    settings = load_settings(None, home=str(evolvent_home))
-    settings.memory.action_policy = "follow"
-    llm = ScriptedLLM(responder=cook)
-    learning = Toolsmith(InProcessToolRegistry(HashingEmbedder()), env_factory=kitchen)
-    with Agent(settings, llm=llm, memory=store, embedder=store.embedder, toolsmith=learning) as a:
-        for seed in range(3):
-            a.run(KitchenEnv(seed))
-    settings.agent.tool_policy = "follow"
-    settings.agent.learn = False
+    store, settings, llm = values_learned_on_kitchens(evolvent_home)
     runs = {}
     for k in (1, 0):
         smith = Toolsmith(InProcessToolRegistry(HashingEmbedder()), env_factory=kitchen)
