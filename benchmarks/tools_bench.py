@@ -99,12 +99,12 @@ def walkthrough(env_id: str, seed: int, games: Path) -> list[str]:
     return [str(a) for a in given] if isinstance(given, list) else []
 
 
-def warm_up(smith: Toolsmith, env_id: str, seeds: Sequence[int], games: Path) -> list[Tool]:
-    """Observe the games' own walkthroughs (oracle demonstrations) as won episodes."""
+def warm_up(smith: Toolsmith, env_id: str, walks: dict[int, list[str]]) -> list[Tool]:
+    """Observe the games' own walkthroughs (``walks``: seed → walkthrough; oracle
+    demonstrations) as won episodes."""
     assert smith.env_factory is not None
     new: list[Tool] = []
-    for seed in seeds:
-        walk = walkthrough(env_id, seed, games)
+    for seed, walk in walks.items():
         score = replay_score(smith.env_factory, env_id, seed, walk)
         new += smith.observe(f"walkthrough-{seed}", env_id, walk, True, seed=seed, score=score)
     # Demonstrations are not episodes of the stream: the convergence batches start after them.
@@ -112,11 +112,13 @@ def warm_up(smith: Toolsmith, env_id: str, seeds: Sequence[int], games: Path) ->
     return new
 
 
-def demonstrate(values: ValueFunction, env_id: str, seeds: Sequence[int], games: Path) -> int:
-    """The step values learn from the walkthroughs of ``seeds``; returns how many won."""
+def demonstrate(
+    values: ValueFunction, env_id: str, walks: dict[int, list[str]], games: Path
+) -> int:
+    """The step values learn from the walkthroughs ``walks`` (seed → walkthrough); returns
+    how many won."""
     won = 0
-    for seed in seeds:
-        walk = walkthrough(env_id, seed, games)
+    for seed, walk in walks.items():
         won += play_values(values, env_id, seed, games, len(walk), None, script=walk).won
     return won
 
@@ -144,9 +146,10 @@ def play(
     registry = SqliteToolRegistry(settings.memory_path / "tools.sqlite", embedder, "bench")
     smith = Toolsmith(registry, cfg, env_factory=env_factory, sandbox=get_sandbox("auto"))
     smith.llm = llm
+    walks = {seed: walkthrough(env_id, seed, games) for seed in warmup}
     if warmup and settings.agent.use_tools:
         t0 = time.perf_counter()
-        made = warm_up(smith, env_id, warmup, games)
+        made = warm_up(smith, env_id, walks)
         ok = sum(t.status == "active" for t in made)
         print(
             f"[{name}] observed {len(warmup)} walkthroughs (seeds {warmup[0]}-{warmup[-1]}): "
@@ -157,7 +160,7 @@ def play(
     held: list[dict[str, Any]] = []
     with Agent(settings, llm=llm, embedder=embedder, toolsmith=smith) as agent:
         if warmup and settings.memory.step_values:
-            won = demonstrate(agent.memory.values, env_id, warmup, games)
+            won = demonstrate(agent.memory.values, env_id, walks, games)
             print(f"[{name}] step values learned from the walkthroughs ({won} won)", flush=True)
         for i, seed in enumerate(seeds):
             rows.append(_episode(agent, name, env_id, seed, i, i, len(seeds), log))
@@ -166,13 +169,14 @@ def play(
             # The same frozen memory plays each held-out game twice: with the tools and
             # without. Tool uses still count in the tools' stats, not in the convergence.
             stream_counter, smith.counter = smith.counter, ConvergenceCounter()
+            before = settings.agent.learn, settings.agent.use_tools
             settings.agent.learn = False
             for i, seed in enumerate(held_out):
                 for use_tools, label in ((True, "held-out"), (False, "held-out-without-tools")):
                     settings.agent.use_tools = use_tools
                     index = len(seeds) + i  # the agent's episode index; shown: i
                     held.append(_episode(agent, label, env_id, seed, index, i, len(held_out), log))
-            settings.agent.learn, settings.agent.use_tools = True, True
+            settings.agent.learn, settings.agent.use_tools = before
             smith.counter = stream_counter
     return smith, rows, held
 

@@ -54,11 +54,12 @@ def test_values_bench_rejects_bad_seeds(capsys: pytest.CaptureFixture[str]) -> N
 def test_demonstrations_teach_the_step_values(tmp_path: Path) -> None:
     # tools_bench --warmup: walkthroughs of other seeds, learned as won episodes and marked
     # as demonstrations, make the greedy values win held-out games that random play loses.
-    from benchmarks.tools_bench import demonstrate
+    from benchmarks.tools_bench import demonstrate, walkthrough
     from memory import HashingEmbedder, MemoryStore
 
     values = MemoryStore.in_memory(HashingEmbedder()).values
-    assert demonstrate(values, "toy:keys", range(5), tmp_path) == 5
+    walks = {s: walkthrough("toy:keys", s, tmp_path) for s in range(5)}
+    assert demonstrate(values, "toy:keys", walks, tmp_path) == 5
     assert values.episodes() == 5
     ids = {r.provenance.episode_id for r in values.backend.scan(values.collection)}
     assert ids == {f"demonstration:toy:keys:{s}" for s in range(5)}
