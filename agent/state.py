@@ -18,6 +18,7 @@ from agent.llm.base import LLMClient
 from benchmarks.envs.base import Env
 from memory.store import MemoryStore
 from memory.textfeatures import EpisodeText
+from memory.values import ValueSnapshot
 from toolsmith.synthesizer import Toolsmith
 
 StopReason = Literal["won", "lost", "done", "step_limit", "token_budget"]
@@ -113,9 +114,9 @@ class EpisodeContext:
     has_action_memories: bool | None = None
     """Whether step memory held anything when this graph run first asked (an episode writes
     its step memories after it ends, so one count per run spares a store round trip per step)."""
-    values_active: bool | None = None
-    """Whether the step-value function had learned enough to propose, when first asked in
-    this graph run."""
+    values: ValueSnapshot | None = None
+    """The step-value function as it stood when first asked in this graph run: the run
+    acts on these values (nothing it does changes them; learning happens after it)."""
     episode_text: tuple[EpisodeText, int] | None = None
     """The step-value function's text context of this episode and how many steps it has
     seen, extended step by step (``agent.stepmemory.episode_text``) instead of rebuilt."""

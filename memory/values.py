@@ -129,10 +129,15 @@ class ValueFunction:
         self._immediate = np.zeros(DIM)
         self._data: dict[str, _Row] = {}
         """Record id -> what the fit needs of it, mirroring the collection."""
+        # Replaced, never changed in place, once a snapshot may hold them (copy on write).
         self._signatures: Counter[str] = Counter()
         self._recent: Counter[str] = Counter()
         """Signatures of the episode learned last, which exploration counts once more."""
+        self._episodes: set[str] = set()
+        """Distinct episodes the records come from."""
         self._fitted = False
+        self._combined: tuple[float, np.ndarray] | None = None
+        """``immediate_weight`` and the weights combined with it, since the last fit."""
 
     # -- learning -------------------------------------------------------------------
 
@@ -184,6 +189,7 @@ class ValueFunction:
         with self._lock:
             self._sync()  # before adding: the mirror then lacks exactly these records
             self.backend.add(self.collection, records, vectors)
+            self._signatures, self._episodes = Counter(self._signatures), set(self._episodes)
             for rec in records:
                 self._add_row(rec.id, _row(rec))
             self._recent = Counter(s.signature for s in steps if s.signature)
@@ -195,12 +201,14 @@ class ValueFunction:
         other processes sharing a Chroma server)."""
         if len(self._data) != self.backend.count(self.collection):
             self._data, self._signatures, self._recent = {}, Counter(), Counter()
+            self._episodes = set()
             for rec in self.backend.scan(self.collection):
                 self._add_row(rec.id, _row(rec))
             self._fitted = False
 
     def _add_row(self, record_id: str, row: _Row) -> None:
         self._data[record_id] = row
+        self._episodes.add(row.episode)
         if row.signature:
             self._signatures[row.signature] += 1
 
@@ -208,7 +216,7 @@ class ValueFunction:
         rows = list(self._data.values())
         if not rows:
             self._weights, self._immediate = np.zeros(DIM), np.zeros(DIM)
-            self._fitted = True
+            self._fitted, self._combined = True, None
             return
         p = self.params
         feats = [r.features for r in rows]
@@ -217,28 +225,41 @@ class ValueFunction:
         if p.immediate_weight > 0:
             outcomes = np.array([r.immediate for r in rows])
             self._immediate = ridge_fit(feats, outcomes, p.ridge, p.fit_iterations, self._immediate)
-        self._fitted = True
+        self._fitted, self._combined = True, None
 
     # -- acting ---------------------------------------------------------------------
+
+    def snapshot(self) -> ValueSnapshot:
+        """The values as they stand now, to act on for a whole episode: no store round trip
+        and no lock per step. Learning that happens later does not change a snapshot."""
+        with self._lock:
+            self._sync()
+            if not self._fitted:
+                self._fit()
+            iw = self.params.immediate_weight
+            if self._combined is None or self._combined[0] != iw:
+                self._combined = (iw, self._weights + iw * self._immediate)
+            return ValueSnapshot(
+                self._combined[1],
+                self._signatures,
+                self._recent,
+                len(self._episodes),
+                len(self._data),
+                self.params,
+            )
 
     def episodes(self) -> int:
         """Distinct episodes the values were learned from."""
         with self._lock:
             self._sync()
-            return len({r.episode for r in self._data.values()})
+            return len(self._episodes)
 
     def active(self) -> bool:
         return self.episodes() >= self.params.min_episodes
 
     def assess(self, ctx: EpisodeText, actions: Sequence[str]) -> Assessment:
         """The value and the signature of each of ``actions`` in context ``ctx``."""
-        with self._lock:
-            self._sync()
-            if not self._fitted:
-                self._fit()
-            w = self._weights + self.params.immediate_weight * self._immediate
-        views = [analyse(ctx, a) for a in actions]
-        return Assessment([float(w[v.features].sum()) for v in views], [v.signature for v in views])
+        return self.snapshot().assess(ctx, actions)
 
     def values(self, ctx: EpisodeText, actions: Sequence[str]) -> list[float]:
         return self.assess(ctx, actions).values
@@ -252,11 +273,67 @@ class ValueFunction:
     ) -> list[ActionProposal]:
         """The ``k`` admissible actions of highest value, best first (``values``: those of
         ``admissible`` when the caller has computed them already)."""
-        vals = self.values(ctx, admissible) if values is None else values
-        support = len(self._data)
+        return self.snapshot().propose(ctx, admissible, k, values)
+
+    def explore_choice(
+        self,
+        ctx: EpisodeText,
+        admissible: Sequence[str],
+        rng: random.Random,
+        assessment: Assessment | None = None,
+    ) -> tuple[str, bool]:
+        """The action to take while learning, and whether it was a random pick
+        (``assessment``: that of ``admissible`` when the caller has it already)."""
+        return self.snapshot().explore_choice(ctx, admissible, rng, assessment)
+
+    def count(self) -> int:
+        return self.backend.count(self.collection)
+
+
+class ValueSnapshot:
+    """The step-value function as it stood at one moment (``ValueFunction.snapshot``):
+    the combined weights and the signature counts that exploration uses."""
+
+    def __init__(
+        self,
+        weights: np.ndarray,
+        signatures: Counter[str],
+        recent: Counter[str],
+        episodes: int,
+        support: int,
+        params: ValueParams,
+    ) -> None:
+        self.weights = weights
+        self.signatures = signatures
+        self.recent = recent
+        self.episodes = episodes
+        """Distinct episodes the values were learned from."""
+        self.support = support
+        """Records the values were fitted on."""
+        self.params = params
+
+    def active(self) -> bool:
+        return self.episodes >= self.params.min_episodes
+
+    def assess(self, ctx: EpisodeText, actions: Sequence[str]) -> Assessment:
+        """The value and the signature of each of ``actions`` in context ``ctx``."""
+        w = self.weights
+        views = [analyse(ctx, a) for a in actions]
+        return Assessment([float(w[v.features].sum()) for v in views], [v.signature for v in views])
+
+    def propose(
+        self,
+        ctx: EpisodeText,
+        admissible: Sequence[str],
+        k: int,
+        values: Sequence[float] | None = None,
+    ) -> list[ActionProposal]:
+        """The ``k`` admissible actions of highest value, best first (``values``: those of
+        ``admissible`` when the caller has computed them already)."""
+        vals = self.assess(ctx, admissible).values if values is None else values
         ranked = sorted(zip(admissible, vals, strict=True), key=lambda av: (-av[1], av[0]))
         return [
-            ActionProposal(action=a, value=v, support=support, similarity=1.0, ids=[])
+            ActionProposal(action=a, value=v, support=self.support, similarity=1.0, ids=[])
             for a, v in ranked[:k]
         ]
 
@@ -271,15 +348,13 @@ class ValueFunction:
         (``assessment``: that of ``admissible`` when the caller has it already)."""
         p = self.params
         fresh = [a for a in admissible if a not in ctx.taken] or list(admissible)
-        eps = max(p.epsilon_min, p.epsilon * p.epsilon_decay ** self.episodes())
+        eps = max(p.epsilon_min, p.epsilon * p.epsilon_decay**self.episodes)
         if rng.random() < eps:
             return fresh[rng.randrange(len(fresh))], True
         seen = assessment or self.assess(ctx, admissible)
-        with self._lock:
-            counts = [
-                self._signatures[s] + self._recent[s] + ctx.signatures.count(s)
-                for s in seen.signatures
-            ]
+        counts = [
+            self.signatures[s] + self.recent[s] + ctx.signatures.count(s) for s in seen.signatures
+        ]
         taken = set(ctx.taken)
         scored = [
             (
@@ -293,9 +368,6 @@ class ValueFunction:
         best = max(s for s, _ in scored)
         ties = [a for s, a in scored if s >= best - 1e-9]
         return ties[rng.randrange(len(ties))], False
-
-    def count(self) -> int:
-        return self.backend.count(self.collection)
 
 
 def instruction_credit(steps: Sequence[ValueStep], weight: float) -> list[float]:

@@ -21,7 +21,7 @@ from agent.stepmemory import current_state, episode_text
 from benchmarks.envs.base import StepResult
 from memory.actions import ActionProposal
 from memory.textfeatures import EpisodeText
-from memory.values import Assessment
+from memory.values import Assessment, ValueSnapshot
 from toolsmith.models import Tool, ToolUse
 from toolsmith.params import resolve_step
 
@@ -69,15 +69,15 @@ def no_op_actions(state: AgentState) -> set[str]:
     return found
 
 
-def _uses_values(ctx: EpisodeContext) -> bool:
-    """Whether step proposals come from the step-value function (``memory.step_values``),
-    once it has learned from enough episodes (asked once per graph run)."""
+def _values(ctx: EpisodeContext) -> ValueSnapshot | None:
+    """The step-value function, when step proposals come from it (``memory.step_values``)
+    and it has learned from enough episodes (taken once per graph run)."""
     m = ctx.settings.memory
     if m.action_hints <= 0 or not m.step_values:
-        return False
-    if ctx.values_active is None:
-        ctx.values_active = ctx.memory.values.active()
-    return ctx.values_active
+        return None
+    if ctx.values is None:
+        ctx.values = ctx.memory.values.snapshot()
+    return ctx.values if ctx.values.active() else None
 
 
 def _proposals(
@@ -88,9 +88,9 @@ def _proposals(
     k = ctx.settings.memory.action_hints
     if k <= 0 or not admissible:
         return [], None
-    if text is not None:
-        seen = ctx.memory.values.assess(text, admissible)
-        return ctx.memory.values.propose(text, admissible, k=k, values=seen.values), seen
+    if text is not None and ctx.values is not None:
+        seen = ctx.values.assess(text, admissible)
+        return ctx.values.propose(text, admissible, k=k, values=seen.values), seen
     actions = ctx.memory.actions
     if ctx.has_action_memories is None:
         ctx.has_action_memories = actions.count() > 0
@@ -118,11 +118,11 @@ def _to_follow(
         if top.value < settings.memory.follow_min_value:
             return None, "llm"
         return top.action, "memory"
-    if not settings.agent.learn:
+    if not settings.agent.learn or ctx.values is None:
         return proposals[0].action, "memory"
     # Seeded by episode and step: a resumed episode makes the same choices again.
     rng = random.Random(f"{state.get('thread_id', '')}:{state.get('step_count', 0)}")
-    action, random_pick = ctx.memory.values.explore_choice(text, choices, rng, assessment)
+    action, random_pick = ctx.values.explore_choice(text, choices, rng, assessment)
     return action, "explore" if random_pick else "memory"
 
 
@@ -145,7 +145,7 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
             else []
         )
         text = None
-        if _uses_values(ctx) and choices:
+        if choices and _values(ctx) is not None:
             ctx.episode_text = episode_text(state, ctx.episode_text)
             text = ctx.episode_text[0]
         proposals, assessment = _proposals(state, ctx, choices, text)
@@ -304,8 +304,8 @@ class _MacroGuard:
     ``k`` best actions (``agent.tool_guard_k``), in a copy of the episode's text context
     that follows the macro's own steps."""
 
-    def __init__(self, ctx: EpisodeContext, text: EpisodeText, k: int) -> None:
-        self.values = ctx.memory.values
+    def __init__(self, values: ValueSnapshot, text: EpisodeText, k: int) -> None:
+        self.values = values
         self.text = copy.deepcopy(text)
         self.k = k
 
@@ -322,9 +322,10 @@ def _guard(ctx: EpisodeContext, tool: Tool | None, text: EpisodeText | None) -> 
     (``memory.action_policy = follow``, values active); None otherwise."""
     k = ctx.settings.agent.tool_guard_k
     follow = ctx.settings.memory.action_policy == "follow"
+    values = ctx.values
     if tool is None or tool.kind != "macro" or text is None or k <= 0 or not follow:
         return None
-    return _MacroGuard(ctx, text, k)
+    return None if values is None else _MacroGuard(values, text, k)
 
 
 def _tool_to_follow(

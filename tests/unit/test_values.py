@@ -164,6 +164,31 @@ def test_signature_counts_match_the_records() -> None:
     assert values._recent == Counter()
 
 
+def test_a_snapshot_keeps_the_values_it_was_taken_with() -> None:
+    values = MemoryStore.in_memory(HashingEmbedder()).values
+    ctx = EpisodeText.start("t", "A jar.")
+    jar = ValueStep(
+        state="s", action="fetch jar", reward=1.0, features=action_features(ctx, "fetch jar")
+    )
+    values.learn(
+        [jar.model_copy(update={"signature": "a"})], True, False, Provenance(episode_id="a")
+    )
+    before = values.snapshot()
+    seen = before.assess(ctx, ["fetch jar", "look"])
+    assert before.episodes == 1 and before.active() and seen.values[0] > seen.values[1]
+    values.learn(
+        [jar.model_copy(update={"signature": "b"})], False, True, Provenance(episode_id="b")
+    )
+    # What an episode acts on stays as it was; the function and a new snapshot moved on.
+    assert before.assess(ctx, ["fetch jar", "look"]) == seen
+    assert before.episodes == 1 and dict(before.signatures) == {"a": 1}
+    assert before.recent == Counter({"a": 1})
+    after = values.snapshot()
+    assert after.episodes == 2 and dict(after.signatures) == {"a": 1, "b": 1}
+    assert values.values(ctx, ["fetch jar"]) == after.assess(ctx, ["fetch jar"]).values
+    assert values.values(ctx, ["fetch jar"]) != seen.values[:1]
+
+
 def test_exploration_prefers_kinds_of_moves_rarely_tried() -> None:
     values = MemoryStore.in_memory(HashingEmbedder()).values
     values.params = ValueParams(epsilon=0.0, epsilon_min=0.0, novelty_bonus=0.0)
