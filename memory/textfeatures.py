@@ -130,6 +130,14 @@ class EpisodeText:
     task_words: frozenset[str] = frozenset()
     observation_words: frozenset[str] = frozenset()
     """Content words of ``task`` and ``observation``, computed once, not per action."""
+    by_word: dict[str, list[tuple[int, int]]] = field(default_factory=dict, repr=False)
+    """Word -> (paragraph, line) of every line holding it: ``analyse`` looks only at the
+    lines that share a word with the action (any other line's coverage is 0)."""
+    _open: dict[tuple[int, int], tuple[bool, int]] = field(default_factory=dict, repr=False)
+    """(paragraph, line) -> whether a rewarded answer covered the line, and how many
+    earlier lines of its paragraph (of two words or more) none has; valid while
+    ``_open_for`` equals the number of rewarded answers."""
+    _open_for: int = field(default=0, repr=False)
 
     @classmethod
     def start(cls, task: str, first_observation: str) -> EpisodeText:
@@ -144,13 +152,30 @@ class EpisodeText:
         for para in _PARAGRAPH_SPLIT.split(text):
             found = lines(para)
             if found:
+                p = len(self.paragraphs)
                 self.paragraphs.append(found)
-                for line in found:
+                for i, line in enumerate(found):
                     self.origins.setdefault(line, step)
+                    for word in line:
+                        self.by_word.setdefault(word, []).append((p, i))
 
     def answered(self, line: frozenset[str]) -> bool:
         """Whether a rewarded answer covered ``line`` (an instruction carried out)."""
         return any(line <= r for r in self.rewarded)
+
+    def line_state(self, p: int, i: int) -> tuple[bool, int]:
+        """Line ``i`` of paragraph ``p``: whether it was answered (``answered``), and how
+        many earlier lines of its paragraph, of two words or more, are not."""
+        if self._open_for != len(self.rewarded):
+            self._open, self._open_for = {}, len(self.rewarded)
+        got = self._open.get((p, i))
+        if got is None:
+            paragraph = self.paragraphs[p]
+            still_open = sum(
+                1 for prev in paragraph[:i] if len(prev) >= 2 and not self.answered(prev)
+            )
+            got = self._open[(p, i)] = (self.answered(paragraph[i]), still_open)
+        return got
 
     def observe(
         self, action: str, answer: str, reward: float, signature: str | None = None
@@ -221,26 +246,27 @@ def analyse(ctx: EpisodeText, action: str) -> ActionView:
     """(words, -origin) of the best instruction line this action carries out."""
     stemmed_verb = stem(verb)
     mine = words | {stemmed_verb}
-    for paragraph in ctx.paragraphs:
-        for i, line in enumerate(paragraph):
-            if obj and obj <= line:
-                n_lines += 1
-                whole = whole or line == obj
-                if len(line) <= len(obj) + 2:
-                    pairs.update((u, w) for u in line - obj for w in (verb, *act.tool))
-                if stemmed_verb in line:
-                    verb_object = True
-                    verb_object_open = verb_object_open or not ctx.answered(line)
-            cover = len(line & mine) / len(line)
-            best = max(best, cover)
-            if cover == 1.0:
-                origin = ctx.origins.get(line, -1)
-                if len(line) >= 2 and origin >= 0:
-                    source = max(source or (0, 0), (len(line), -origin))
-                still_open = sum(
-                    1 for prev in paragraph[:i] if len(prev) >= 2 and not ctx.answered(prev)
-                )
-                open_before = still_open if open_before is None else min(open_before, still_open)
+    # Only lines sharing a word with the action matter: any other covers none of it and
+    # cannot hold its object. The order of the lines changes none of the results.
+    near = {at for w in mine for at in ctx.by_word.get(w, ())}
+    for p, i in near:
+        line = ctx.paragraphs[p][i]
+        if obj and obj <= line:
+            n_lines += 1
+            whole = whole or line == obj
+            if len(line) <= len(obj) + 2:
+                pairs.update((u, w) for u in line - obj for w in (verb, *act.tool))
+            if stemmed_verb in line:
+                verb_object = True
+                verb_object_open = verb_object_open or not ctx.line_state(p, i)[0]
+        cover = len(line & mine) / len(line)
+        best = max(best, cover)
+        if cover == 1.0:
+            origin = ctx.origins.get(line, -1)
+            if len(line) >= 2 and origin >= 0:
+                source = max(source or (0, 0), (len(line), -origin))
+            still_open = ctx.line_state(p, i)[1]
+            open_before = still_open if open_before is None else min(open_before, still_open)
     cover_b = _bucket(best, (0.34, 0.5, 0.67, 0.99))
     open_b = -1 if open_before is None else min(open_before, 3)
     repeats = min(ctx.taken.count(action), 2)
@@ -261,14 +287,19 @@ def analyse(ctx: EpisodeText, action: str) -> ActionView:
         ("verb_object", verb, verb_object),
     ]
     feats += [("pair", u, w) for u, w in sorted(pairs)]
-    feats += generic
-    feats += [(*g, "copy", k) for g in generic for k in range(_GENERIC_COPIES - 1)]
+    hashed = {_hash(f) for f in feats}
+    for g in generic:
+        hashed.update(_copies(g))
     signature = "|".join(
         map(str, (verb, cover_b, open_b, int(verb_object_open), int(in_task), repeats))
     )
-    return ActionView(
-        sorted({_hash(f) for f in feats}), signature, None if source is None else -source[1]
-    )
+    return ActionView(sorted(hashed), signature, None if source is None else -source[1])
+
+
+@lru_cache(maxsize=65536)
+def _copies(generic: tuple[object, ...]) -> tuple[int, ...]:
+    """The indices of a generic feature and of its copies (``_GENERIC_COPIES`` in all)."""
+    return (_hash(generic), *(_hash((*generic, "copy", k)) for k in range(_GENERIC_COPIES - 1)))
 
 
 def _same_verb_object(taken: str, act: ParsedAction) -> bool:

@@ -56,7 +56,14 @@ def test_features_tell_an_instructed_action_from_another() -> None:
 def test_feature_hash_cache_is_exact(monkeypatch: pytest.MonkeyPatch) -> None:
     cached = textfeatures._hash
     cached.cache_clear()
+    copies = textfeatures._copies
+    copies.cache_clear()
     seen: list[int] = []
+
+    def checked_copies(generic: tuple[object, ...]) -> tuple[int, ...]:
+        got = copies(generic)
+        assert got == copies.__wrapped__(generic), generic
+        return got
 
     def checked(parts: tuple[object, ...]) -> int:
         # Whatever the cache returns is what hashing these very parts gives.
@@ -66,6 +73,7 @@ def test_feature_hash_cache_is_exact(monkeypatch: pytest.MonkeyPatch) -> None:
         return index
 
     monkeypatch.setattr(textfeatures, "_hash", checked)
+    monkeypatch.setattr(textfeatures, "_copies", checked_copies)
     ctx = EpisodeText.start("Follow the card.", "A card.\nslice the red pear\n\nA red pear.")
     for action, answer, reward in [
         ("take red pear", "Taken.", 1.0),
@@ -76,7 +84,7 @@ def test_feature_hash_cache_is_exact(monkeypatch: pytest.MonkeyPatch) -> None:
         for other in ("take red pear", "dice pear", "look", "eat card", "go north"):
             analyse(ctx, other)
         ctx.observe(action, answer, reward)
-    assert len(seen) > 500 and cached.cache_info().hits > 0
+    assert len(seen) > 500 and cached.cache_info().hits > 0 and copies.cache_info().hits > 0
 
 
 def test_a_line_naming_verb_and_object_marks_the_instructed_move() -> None:
