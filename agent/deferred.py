@@ -176,7 +176,7 @@ def apply_learning(
         toolsmith.record(use)
     if settings.agent.learn:
         with timed():
-            state["memories_written"] = write_memories(state, memory, settings.agent.state_window)
+            state["memories_written"] = write_memories(state, memory, settings)
         if settings.agent.use_tools:
             state["tools_written"] = synthesize_tools(state, toolsmith, timed)
     used = llm.meter.snapshot() - llm_before

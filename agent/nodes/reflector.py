@@ -2,8 +2,9 @@
 
 After the episode: the Q-value of every episodic memory that a prompt contained is updated
 with the episode's reward (+1 success, -1 failure), notes and insights that were used get a
-vote, the episode is written as an episodic memory, and every step's action value is learned
-from the rewards. Mistake notes and distilled experiences are written between episodes by the
+vote, the episode is written as an episodic memory, and every step is learned from the
+rewards by the step memory the executor reads (step values, or the per-state action values
+with ``memory.step_values`` off). Mistake notes and distilled experiences are written between episodes by the
 agent (they need several episodes), not here. With ``agent.learn`` off nothing is written.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent.config import Settings
 from agent.errors import InvalidLLMOutput
 from agent.prompts import episode_summary
 from agent.stall import describe_loop
@@ -57,17 +59,18 @@ def _reflect_final(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
     if not ctx.settings.agent.learn:
         return {"finished": True, "memories_written": []}
     with ctx.memory_time():
-        written = write_memories(state, ctx.memory, ctx.settings.agent.state_window)
+        written = write_memories(state, ctx.memory, ctx.settings)
     return {"finished": True, "memories_written": written}
 
 
-def write_memories(state: AgentState, mem: MemoryStore, state_window: int) -> list[str]:
+def write_memories(state: AgentState, mem: MemoryStore, settings: Settings) -> list[str]:
     """What a finished episode teaches memory; returns the ids written, in order.
 
     Q update and votes for every memory a prompt contained, the episode as an episodic
-    memory, every step's action value and step-value sample. Shared by the reflector node
-    and ``Agent.learn_from`` (learning deferred past the episode), so both make exactly the
-    same writes.
+    memory, and every step in the step memory that the executor reads: the step-value
+    samples (``memory.step_values``, the default) or the per-state action values. Shared
+    by the reflector node and ``Agent.learn_from`` (learning deferred past the episode), so
+    both make exactly the same writes.
     """
     success = success_of(state)
     reward = 1.0 if success else -1.0
@@ -99,8 +102,10 @@ def write_memories(state: AgentState, mem: MemoryStore, state_window: int) -> li
             provenance=prov,
         )
     ]
-    written += mem.actions.learn(samples(state, state_window), success, prov.model_copy())
-    written += mem.values.learn(
-        value_steps(state), success, bool(state.get("lost")), prov.model_copy()
-    )
+    if settings.memory.step_values:
+        lost = bool(state.get("lost"))
+        written += mem.values.learn(value_steps(state), success, lost, prov.model_copy())
+    else:
+        window = settings.agent.state_window
+        written += mem.actions.learn(samples(state, window), success, prov.model_copy())
     return list(dict.fromkeys(written))

@@ -96,7 +96,7 @@ def test_ray_executor_plays_the_thread_schedule(tmp_path: Path, evolvent_home: P
     assert len(lines) == 20
     assert outcome(on_ray) == outcome(threads)
     full = [r for r in on_ray if r["arm"] == "full" and r["phase"] == "train"]
-    assert full[-1]["memory_stats"]["episode"] > 0 and full[-1]["memory_stats"]["action"] > 0
+    assert full[-1]["memory_stats"]["episode"] > 0 and full[-1]["memory_stats"]["value"] > 0
     assert any(r["memories_used"] for r in full[2:])  # later batches read what earlier learned
     # The memory lived on the Chroma server the run started (its data stays for a resume),
     # and everything the run started is stopped.

@@ -220,7 +220,7 @@ def test_play_writes_nothing_and_learn_from_makes_the_writes_of_run(tmp_path: Pa
     # uses them, and gates a mistake-notebook update (here rolled back) in both agents.
     assert {r.success for r in ran} == {True, False}
     stats = site.states["inline"].memory.stats()
-    assert stats["episode"] and stats["action"] and stats["experience"]
+    assert stats["episode"] and stats["value"] and stats["experience"]
     assert any(r.tools_used for r in ran) and any(r.tools_written for r in ran)
     a, b = inline.last_notebook_update, deferred.last_notebook_update
     assert a is not None and b is not None
@@ -285,8 +285,8 @@ def test_batches_do_not_depend_on_thread_timing(tmp_path: Path) -> None:
     # Learning is applied, and logged, in task order within each batch.
     logged = [json.loads(x) for x in (tmp_path / "a" / "episodes.jsonl").read_text().splitlines()]
     assert [r["index"] for r in logged if r["phase"] == "train"] == list(range(8))
-    acts = [t["memory_stats"]["action"] for t in train]
-    assert acts == sorted(acts) and acts[0] < acts[3]
+    recorded = [t["memory_stats"]["value"] for t in train]
+    assert recorded == sorted(recorded) and recorded[0] < recorded[3]
     assert not (tmp_path / "a" / "pending").exists() or not any(
         (tmp_path / "a" / "pending").iterdir()
     )
