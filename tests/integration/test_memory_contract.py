@@ -9,12 +9,14 @@ import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 from memory_sites import KINDS, OPEN, Site, run_python
 from memory_sites import chroma_server as chroma_server  # session fixture, started on first use
 
 from memory import MemoryHit, MemoryStore, default_embedder
 from memory.actions import StepSample
+from memory.embeddings import CachedEmbedder
 from memory.records import MemoryRecord, Provenance
 from memory.store import KINDS as KINDS_OF_MEMORY
 
@@ -161,6 +163,18 @@ def test_real_embedder_retrieves_by_meaning(site: Site) -> None:
     hits = st.episodes.retrieve("open the chest using a key")
     assert hits and hits[0].id == key
     assert st.episodes.retrieve("quantum chromodynamics on a lattice") == []
+
+
+def test_real_embedder_gives_each_text_its_own_vector_in_any_batch() -> None:
+    cached = default_embedder()
+    model = cached.inner if isinstance(cached, CachedEmbedder) else cached
+    # Lengths far apart: the texts are encoded in several groups, longest last.
+    texts = ["You see a fridge and a stove. " * 12, "look", "take the red knife", "x " * 60]
+    together = model.embed(texts)
+    alone = np.concatenate([model.embed([t]) for t in texts])
+    assert together.shape == (4, model.dim)
+    assert np.allclose(together, alone, atol=1e-5)
+    assert float(together[1] @ together[2]) < 0.99  # not one vector copied everywhere
 
 
 # -- notes and experiences ------------------------------------------------------------------

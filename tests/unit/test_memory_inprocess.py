@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from memory import EpisodicParams, HashingEmbedder, MemoryStore
+from memory.embeddings import length_groups
 
 
 @pytest.fixture
@@ -102,3 +103,14 @@ def test_records_and_nearest_read_without_touching_values(store: MemoryStore) ->
     both = store.nearest("open the wooden chest", ["episode", "note"], k=2)
     assert {r.id for r, _ in both} == {near, note}
     assert [r.uses for r in store.records("episode")] == uses  # reading is not using
+
+
+def test_length_groups_bound_padding_and_cover_every_text() -> None:
+    texts = ["a" * 500, "bb", "c" * 30, "d" * 40, "e" * 480, "f" * 100]
+    groups = length_groups(texts)
+    assert sorted(i for g in groups for i in g) == list(range(len(texts)))
+    for g in groups:
+        shortest = min(len(texts[i]) for i in g)
+        assert max(len(texts[i]) for i in g) <= 2 * shortest + 32
+    assert [sorted(g) for g in groups] == [[1, 2], [3, 5], [0, 4]]
+    assert length_groups([]) == []
