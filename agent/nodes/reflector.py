@@ -4,8 +4,9 @@ After the episode: the Q-value of every episodic memory that a prompt contained 
 with the episode's reward (+1 success, -1 failure), notes and insights that were used get a
 vote, the episode is written as an episodic memory, and every step is learned from the
 rewards by the step memory the executor reads (step values, or the per-state action values
-with ``memory.step_values`` off). Mistake notes and distilled experiences are written between episodes by the
-agent (they need several episodes), not here. With ``agent.learn`` off nothing is written.
+with ``memory.step_values`` off). Mistake notes and distilled experiences are written between
+episodes by the agent (they need several episodes), not here. With ``agent.learn`` off
+nothing is written.
 """
 
 from __future__ import annotations
