@@ -1,7 +1,6 @@
 """The SQLite checkpointer and the runs table that sits beside it in the same file.
 
-The checkpointer makes a killed episode resumable from its last completed node (or the one
-before: ``Agent`` has LangGraph write each checkpoint while the next node runs); the runs
+The checkpointer makes a killed episode resumable from its last completed node; the runs
 table remembers which episodes a CLI run consists of, so ``--resume RUN_ID`` can finish the
 unfinished ones and play the ones not yet started.
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
@@ -196,6 +197,29 @@ def test_resume_after_kill_finishes_with_same_trajectory(evolvent_home: Path) ->
             agent.run(ToyEnv(seed=5), thread_id="t-kill")
         with pytest.raises(ResumeError, match="no episode"):
             agent.resume("nope")
+
+
+def test_resume_after_a_kill_between_a_nodes_writes_and_its_checkpoint(
+    evolvent_home: Path,
+) -> None:
+    env = ToyEnv(seed=5)
+    walk = env.walkthrough
+    with make_agent(evolvent_home, follow_walkthrough(env, kill_at=2)) as agent:
+        with pytest.raises(Killed):
+            agent.run(env, thread_id="t-gap")
+        db = agent.settings.checkpoint_path
+    # The process died after step 1's writes were saved but before the checkpoint that
+    # follows them: LangGraph then names no next node, yet the episode is not over.
+    with sqlite3.connect(db) as conn:
+        (last,) = conn.execute(
+            "SELECT max(checkpoint_id) FROM checkpoints WHERE thread_id = 't-gap'"
+        ).fetchone()
+        conn.execute("DELETE FROM checkpoints WHERE checkpoint_id = ?", (last,))
+    with make_agent(evolvent_home, follow_walkthrough(ToyEnv(seed=5))) as agent:
+        snap = agent.graph.get_state({"configurable": {"thread_id": "t-gap"}})
+        assert not snap.next and snap.tasks and len(snap.values["steps"]) == 2
+        r = agent.resume("t-gap")
+        assert r.success and [s.action for s in r.trajectory] == walk
 
 
 def test_memory_and_tools_carry_over_between_episodes(evolvent_home: Path) -> None:
