@@ -86,7 +86,9 @@ class MemorySettings(BaseModel):
     """Propose actions from the step-value function over generic text features
     (``memory/values.py``), which carries over to games never seen, rather than from the
     per-state action memory. Under ``follow`` its best action is always taken (while
-    learning: with its exploration); ``follow_min_value`` applies to the per-state memory."""
+    learning: with its exploration); ``follow_min_value`` applies to the per-state memory.
+    Episodes teach only the kind in use: the step values, or with this off the per-state
+    memory."""
     notebook_batch: int = Field(default=4, ge=0)
     """Failures per mistake-notebook update; each update re-plays the batch twice to
     decide whether to keep it (0: no mistake notes)."""
