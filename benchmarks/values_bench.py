@@ -7,7 +7,7 @@
 No LLM and no agent graph: the value function of ``memory.values`` (the agent's
 ``memory.step_values``) plays every action. The first training episode picks admissible
 actions at random (nothing is learned yet); after that it explores as the agent does while
-learning (``ValueFunction.explore_choice``), and learns from each episode as it ends. The
+learning (``ValueSnapshot.explore_choice``), and learns from each episode as it ends. The
 held-out seeds are then played greedily (the top proposal), learning frozen. Runs differ
 only in the random seed of exploration, so their spread is the learner's own variance —
 what one ``evolvent bench`` run samples from. Each run starts from an empty in-memory store.
@@ -74,15 +74,16 @@ def play(
         ctx = EpisodeText.start(obs.task, obs.text)
         admissible, info = obs.admissible, obs.info
         steps: list[ValueStep] = []
+        acting = values.snapshot()  # nothing is learned before the episode ends
         for t in range(max_steps if script is None else len(script)):
             if script is not None:
                 action = script[t]
             elif not admissible:
                 break
             elif rng is None:
-                action = values.propose(ctx, admissible, k=1)[0].action
-            elif values.active():
-                action, _ = values.explore_choice(ctx, admissible, rng)
+                action = acting.propose(ctx, admissible, k=1)[0].action
+            elif acting.active():
+                action, _ = acting.explore_choice(ctx, admissible, rng)
             else:
                 action = admissible[rng.randrange(len(admissible))]
             view = analyse(ctx, action)

@@ -15,7 +15,8 @@ nothing until the policy already follows what it revealed. The fitted weights ar
 state: they are refitted whenever the set of records changes, so deleting an episode's
 records (``evolvent memory delete``) removes what it taught.
 
-Acting on the values: ``propose`` ranks the admissible actions of a state; while learning,
+Acting on the values: an episode acts on a ``snapshot()`` of them, which learning after it
+does not change. ``propose`` ranks the admissible actions of a state; while learning,
 ``explore_choice`` adds a bonus to actions not yet taken in the episode and a bonus to
 actions whose signature the records (the episode learned last counted once more) and this
 episode rarely hold (count-based exploration over kinds of moves), and, with a probability
@@ -28,6 +29,7 @@ import random
 import threading
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -257,60 +259,23 @@ class ValueFunction:
     def active(self) -> bool:
         return self.episodes() >= self.params.min_episodes
 
-    def assess(self, ctx: EpisodeText, actions: Sequence[str]) -> Assessment:
-        """The value and the signature of each of ``actions`` in context ``ctx``."""
-        return self.snapshot().assess(ctx, actions)
-
-    def values(self, ctx: EpisodeText, actions: Sequence[str]) -> list[float]:
-        return self.assess(ctx, actions).values
-
-    def propose(
-        self,
-        ctx: EpisodeText,
-        admissible: Sequence[str],
-        k: int,
-        values: Sequence[float] | None = None,
-    ) -> list[ActionProposal]:
-        """The ``k`` admissible actions of highest value, best first (``values``: those of
-        ``admissible`` when the caller has computed them already)."""
-        return self.snapshot().propose(ctx, admissible, k, values)
-
-    def explore_choice(
-        self,
-        ctx: EpisodeText,
-        admissible: Sequence[str],
-        rng: random.Random,
-        assessment: Assessment | None = None,
-    ) -> tuple[str, bool]:
-        """The action to take while learning, and whether it was a random pick
-        (``assessment``: that of ``admissible`` when the caller has it already)."""
-        return self.snapshot().explore_choice(ctx, admissible, rng, assessment)
-
     def count(self) -> int:
         return self.backend.count(self.collection)
 
 
+@dataclass(frozen=True)
 class ValueSnapshot:
     """The step-value function as it stood at one moment (``ValueFunction.snapshot``):
     the combined weights and the signature counts that exploration uses."""
 
-    def __init__(
-        self,
-        weights: np.ndarray,
-        signatures: Counter[str],
-        recent: Counter[str],
-        episodes: int,
-        support: int,
-        params: ValueParams,
-    ) -> None:
-        self.weights = weights
-        self.signatures = signatures
-        self.recent = recent
-        self.episodes = episodes
-        """Distinct episodes the values were learned from."""
-        self.support = support
-        """Records the values were fitted on."""
-        self.params = params
+    weights: np.ndarray
+    signatures: Counter[str]
+    recent: Counter[str]
+    episodes: int
+    """Distinct episodes the values were learned from."""
+    support: int
+    """Records the values were fitted on."""
+    params: ValueParams
 
     def active(self) -> bool:
         return self.episodes >= self.params.min_episodes

@@ -323,9 +323,9 @@ def _guard(ctx: EpisodeContext, tool: Tool | None, text: EpisodeText | None) -> 
     k = ctx.settings.agent.tool_guard_k
     follow = ctx.settings.memory.action_policy == "follow"
     values = ctx.values
-    if tool is None or tool.kind != "macro" or text is None or k <= 0 or not follow:
+    if tool is None or tool.kind != "macro" or text is None or values is None:
         return None
-    return None if values is None else _MacroGuard(values, text, k)
+    return _MacroGuard(values, text, k) if k > 0 and follow else None
 
 
 def _tool_to_follow(

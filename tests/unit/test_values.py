@@ -168,7 +168,7 @@ def test_signature_counts_match_the_records() -> None:
     values.backend.delete(
         values.collection, [r.id for r in values.backend.scan(values.collection)][:1]
     )
-    values.values(EpisodeText.start("t", "o"), ["look"])
+    values.snapshot()
     assert values._recent == Counter()
 
 
@@ -187,14 +187,13 @@ def test_a_snapshot_keeps_the_values_it_was_taken_with() -> None:
     values.learn(
         [jar.model_copy(update={"signature": "b"})], False, True, Provenance(episode_id="b")
     )
-    # What an episode acts on stays as it was; the function and a new snapshot moved on.
+    # What an episode acts on stays as it was; a snapshot taken now has moved on.
     assert before.assess(ctx, ["fetch jar", "look"]) == seen
     assert before.episodes == 1 and dict(before.signatures) == {"a": 1}
     assert before.recent == Counter({"a": 1})
     after = values.snapshot()
     assert after.episodes == 2 and dict(after.signatures) == {"a": 1, "b": 1}
-    assert values.values(ctx, ["fetch jar"]) == after.assess(ctx, ["fetch jar"]).values
-    assert values.values(ctx, ["fetch jar"]) != seen.values[:1]
+    assert after.assess(ctx, ["fetch jar"]).values != seen.values[:1]
 
 
 def test_exploration_prefers_kinds_of_moves_rarely_tried() -> None:
@@ -210,9 +209,10 @@ def test_exploration_prefers_kinds_of_moves_rarely_tried() -> None:
         signature=analyse(ctx, "fetch jar").signature,
     )
     values.learn([tried] * 3, won=False, lost=False, provenance=Provenance(episode_id="e"))
-    assert values.values(ctx, ["fetch jar", "kick drum"]) == [0.0, 0.0]
+    acting = values.snapshot()
+    assert acting.assess(ctx, ["fetch jar", "kick drum"]).values == [0.0, 0.0]
     rng = random.Random(0)
-    picks = {values.explore_choice(ctx, ["fetch jar", "kick drum"], rng)[0] for _ in range(5)}
+    picks = {acting.explore_choice(ctx, ["fetch jar", "kick drum"], rng)[0] for _ in range(5)}
     assert picks == {"kick drum"}
 
 
@@ -246,11 +246,12 @@ def play(values: ValueFunction, seed: int, learn: bool, rng: random.Random) -> b
     obs = env.reset()
     ctx = EpisodeText.start(obs.task, obs.text)
     admissible, steps, won, lost = obs.admissible, [], False, False
+    acting = values.snapshot()
     for _ in range(6):
         if learn:
-            action, _ = values.explore_choice(ctx, admissible, rng)
+            action, _ = acting.explore_choice(ctx, admissible, rng)
         else:
-            action = values.propose(ctx, admissible, k=1)[0].action
+            action = acting.propose(ctx, admissible, k=1)[0].action
         res = env.step(action)
         steps.append(
             ValueStep(
@@ -286,7 +287,7 @@ def test_values_learned_on_some_words_win_with_words_never_seen() -> None:
     for rec in records:
         assert store.delete(rec.id)
     ctx = EpisodeText.start("Do what the note says.", "fetch the oar\n\nYou see a oar, a rope.")
-    assert values.values(ctx, ["fetch oar", "fetch rope"]) == [0.0, 0.0]
+    assert values.snapshot().assess(ctx, ["fetch oar", "fetch rope"]).values == [0.0, 0.0]
     assert values.episodes() == 0 and not values.active()
 
 
