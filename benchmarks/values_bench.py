@@ -8,7 +8,9 @@ No LLM and no agent graph: the value function of ``memory.values`` (the agent's
 ``memory.step_values``) plays every action. The first training episode picks admissible
 actions at random (nothing is learned yet); after that it explores as the agent does while
 learning (``ValueSnapshot.explore_choice``), and learns from each episode as it ends. The
-held-out seeds are then played greedily (the top proposal), learning frozen. Runs differ
+held-out seeds are then played greedily (the top proposal), learning frozen. As in the agent
+(``agent.skip_no_ops``), actions that changed nothing where the episode stands are not
+offered (``agent.noops``; ``--keep-no-ops`` offers them). Runs differ
 only in the random seed of exploration, so their spread is the learner's own variance —
 what one ``evolvent bench`` run samples from. Each run starts from an empty in-memory store.
 """
@@ -29,6 +31,7 @@ from rich.table import Table
 
 from agent.config import load_settings
 from agent.errors import EvolventError
+from agent.noops import Move, no_op_actions
 from agent.stepmemory import STATE_TEXT_CHARS
 from benchmarks.envs.registry import make_env
 from benchmarks.harness.spec import parse_seeds
@@ -65,27 +68,35 @@ def play(
     max_steps: int,
     rng: random.Random | None,
     script: Sequence[str] | None = None,
+    skip_no_ops: bool = True,
 ) -> Episode:
     """One episode; ``rng`` set: explore and learn, unset: greedy, learning frozen;
-    ``script`` set: take those actions (a demonstration) and learn from them."""
+    ``script`` set: take those actions (a demonstration) and learn from them.
+    ``skip_no_ops``: leave out the actions that changed nothing where the episode stands,
+    as the agent does."""
     env = make_env(env_id, seed, games)
     try:
         obs = env.reset()
         ctx = EpisodeText.start(obs.task, obs.text)
         admissible, info = obs.admissible, obs.info
         steps: list[ValueStep] = []
+        moves: list[Move] = []
         acting = values.snapshot()  # nothing is learned before the episode ends
         for t in range(max_steps if script is None else len(script)):
+            choices = admissible
+            if skip_no_ops and len(admissible) > 1:
+                useless = no_op_actions(obs.text, moves, ctx.observation)
+                choices = [a for a in admissible if a not in useless] or admissible
             if script is not None:
                 action = script[t]
             elif not admissible:
                 break
             elif rng is None:
-                action = acting.propose(ctx, admissible, k=1)[0].action
+                action = acting.propose(ctx, choices, k=1)[0].action
             elif acting.active():
-                action, _ = acting.explore_choice(ctx, admissible, rng)
+                action, _ = acting.explore_choice(ctx, choices, rng)
             else:
-                action = admissible[rng.randrange(len(admissible))]
+                action = choices[rng.randrange(len(choices))]
             view = analyse(ctx, action)
             res = env.step(action)
             steps.append(
@@ -99,6 +110,7 @@ def play(
                 )
             )
             ctx.observe(action, res.text, res.reward, view.signature)
+            moves.append(Move(action, res.text, res.reward))
             admissible, info = res.admissible, res.info
             if res.done:
                 break
@@ -123,6 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test-seeds", default="1000-1019")
     ap.add_argument("--runs", default="1-3", help="exploration seeds, one run each (default 1-3)")
     ap.add_argument("--max-steps", type=int, default=20)
+    ap.add_argument(
+        "--keep-no-ops",
+        action="store_true",
+        help="offer the actions that changed nothing, too (the agent's agent.skip_no_ops=false)",
+    )
     ap.add_argument("--json", action="store_true", help="print JSON lines instead of the table")
     args = ap.parse_args(argv)
     return run_script(lambda err: _run(args, err))
@@ -137,6 +154,7 @@ def _run(args: argparse.Namespace, err: Console) -> int:
     if args.max_steps < 1:
         raise EvolventError(f"--max-steps must be >= 1 (got {args.max_steps})")
     games = load_settings(None).games_path
+    skip = not args.keep_no_ops
     results = []
     with Progress(
         TextColumn("{task.description}"),
@@ -151,10 +169,10 @@ def _run(args: argparse.Namespace, err: Console) -> int:
             rng = random.Random(run)
             tr, ho = [], []
             for seed in train:
-                tr.append(play(values, args.env, seed, games, args.max_steps, rng))
+                tr.append(play(values, args.env, seed, games, args.max_steps, rng, None, skip))
                 bar.advance(task)
             for seed in test:
-                ho.append(play(values, args.env, seed, games, args.max_steps, None))
+                ho.append(play(values, args.env, seed, games, args.max_steps, None, None, skip))
                 bar.advance(task)
             results.append(Run(run=run, train=tr, held_out=ho))
     if args.json:

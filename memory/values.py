@@ -19,7 +19,9 @@ Acting on the values: an episode acts on a ``snapshot()`` of them, which learnin
 does not change. ``propose`` ranks the admissible actions of a state; while learning,
 ``explore_choice`` adds a bonus to actions not yet taken in the episode and a bonus to
 actions whose signature the records (the episode learned last counted once more) and this
-episode rarely hold (count-based exploration over kinds of moves), and, with a probability
+episode rarely hold (count-based exploration over kinds of moves), values a kind of move
+never tried at least ``untried_floor`` (optimistic: what the fit says of it is borrowed from
+other kinds, such as a losing "eat" of one object for every "eat"), and, with a probability
 that falls as episodes accumulate, picks an untaken action at random.
 """
 
@@ -67,6 +69,11 @@ class ValueParams(BaseModel):
     """Weight of the immediate-outcome model in an action's value (the return model's is 1)."""
     novelty_bonus: float = Field(default=0.5, ge=0)
     """While learning: added to the value of actions not yet taken in this episode."""
+    untried_floor: float | None = 0.0
+    """While learning: the least value of an action whose signature no record, the episode
+    learned last, nor this episode holds (optimism for a kind of move never tried: its
+    value is an extrapolation from other kinds, e.g. every "eat" after the losing ones).
+    ``None``: no floor."""
     coverage_bonus: float = Field(default=1.0, ge=0)
     """While learning: ``coverage_bonus / sqrt(1 + n)`` is added to an action whose
     signature ``n`` steps share: the recorded steps, those of the episode learned last once
@@ -321,9 +328,10 @@ class ValueSnapshot:
             self.signatures[s] + self.recent[s] + ctx.signatures.count(s) for s in seen.signatures
         ]
         taken = set(ctx.taken)
+        floor = p.untried_floor
         scored = [
             (
-                v
+                (max(v, floor) if n == 0 and floor is not None else v)
                 + (p.novelty_bonus if a not in taken else 0.0)
                 + p.coverage_bonus / (1.0 + n) ** 0.5,
                 a,

@@ -12,6 +12,7 @@ import random
 import time
 from typing import Any
 
+from agent import noops
 from agent.errors import InvalidLLMOutput, StepLimitReached, StopCondition, TokenBudgetExhausted
 from agent.prompts import executor_prompt, render_proposals
 from agent.shortlist import shortlist
@@ -44,29 +45,14 @@ def _history(state: AgentState, keep: int) -> list[tuple[str, str]]:
 
 
 def no_op_actions(state: AgentState) -> set[str]:
-    """Actions that, taken earlier in this episode in the observation the agent sees now,
-    changed nothing: they left the observation as it was, or they were taken there twice
-    before, gained nothing and led to the same observation both times (a loop such as
-    "inventory", "examine fridge", "inventory", ...). Going somewhere and coming back stays
-    possible; going round the same circle a third time does not."""
-    current = state.get("observation", "")
-    before = state.get("first_observation", "")
-    found: set[str] = set()
-    results: dict[str, list[str]] = {}
-    for step in state.get("steps", []):
-        if step["action"] is None:
-            continue  # a failed step changed nothing and took no action
-        after = step["observation"]
-        if before == current and step["tool"] is None:
-            if after == before:
-                found.add(step["action"])
-            elif step.get("reward", 0.0) == 0.0:
-                seen = results.setdefault(step["action"], [])
-                if after in seen:
-                    found.add(step["action"])
-                seen.append(after)
-        before = after
-    return found
+    """Actions that changed nothing where the episode stands now (``agent.noops``)."""
+    moves = (
+        noops.Move(s["action"], s["observation"], s.get("reward", 0.0), s["tool"] is not None)
+        for s in state.get("steps", [])
+    )
+    return noops.no_op_actions(
+        state.get("first_observation", ""), moves, state.get("observation", "")
+    )
 
 
 def _values(ctx: EpisodeContext) -> ValueSnapshot | None:

@@ -216,6 +216,32 @@ def test_exploration_prefers_kinds_of_moves_rarely_tried() -> None:
     assert picks == {"kick drum"}
 
 
+def test_exploration_values_a_kind_of_move_never_tried_at_least_the_floor() -> None:
+    values = MemoryStore.in_memory(HashingEmbedder()).values
+    values.params = ValueParams(epsilon=0.0, epsilon_min=0.0, novelty_bonus=0.0, coverage_bonus=0.0)
+    task, first = "Bake a cake, then enjoy it.", "You see a jar.\nYou see a cake."
+    for episode, action, lost in [("a", "eat jar", True), ("b", "look", False)]:
+        view = analyse(EpisodeText.start(task, first), action)
+        step = ValueStep(
+            state="s", action=action, reward=0.0, features=view.features, signature=view.signature
+        )
+        values.learn([step], won=False, lost=lost, provenance=Provenance(episode_id=episode))
+    ctx = EpisodeText.start(task, first)
+    acting = values.snapshot()
+    seen = acting.assess(ctx, ["eat cake", "eat jar", "look"])
+    # The fit rates eating the cake by the lost "eat jar": worse than looking around...
+    assert seen.values[0] < seen.values[2] < 0
+    # ...but eating what the task names is a kind of move no episode has tried.
+    assert acting.signatures[seen.signatures[0]] == 0 < acting.signatures[seen.signatures[2]]
+    rng = random.Random(0)
+    picks = {acting.explore_choice(ctx, ["eat cake", "eat jar", "look"], rng)[0] for _ in range(5)}
+    assert picks == {"eat cake"}
+    values.params = values.params.model_copy(update={"untried_floor": None})
+    acting = values.snapshot()
+    picks = {acting.explore_choice(ctx, ["eat cake", "eat jar", "look"], rng)[0] for _ in range(5)}
+    assert picks == {"look"}
+
+
 def test_ridge_fit_recovers_a_linear_target() -> None:
     rng = np.random.default_rng(0)
     true = {3: 1.0, 7: -0.5, 11: 0.25}

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import values_bench
+from benchmarks.envs.base import Env, StepResult
 from benchmarks.envs.registry import make_env
 from benchmarks.harness.spec import parse_seeds
 
@@ -65,3 +66,41 @@ def test_demonstrations_teach_the_step_values(tmp_path: Path) -> None:
     assert ids == {f"demonstration:toy:keys:{s}" for s in range(5)}
     played = [values_bench.play(values, "toy:keys", s, tmp_path, 6, None) for s in range(100, 110)]
     assert sum(e.won for e in played) >= 6 > 3 >= _random_wins(0)
+
+
+def test_greedy_play_leaves_out_what_changed_nothing_as_the_agent_does(tmp_path: Path) -> None:
+    from memory import HashingEmbedder, MemoryStore
+    from memory.records import Provenance
+    from memory.textfeatures import EpisodeText, analyse
+    from memory.values import ValueStep
+
+    # Values that rate "look" above everything: greedy play would look around forever.
+    values = MemoryStore.in_memory(HashingEmbedder()).values
+    obs = make_env("toy:keys", 100, tmp_path).reset()
+    view = analyse(EpisodeText.start(obs.task, obs.text), "look")
+    step = ValueStep(state="s", action="look", reward=1.0, features=view.features)
+    values.learn([step], won=True, lost=False, provenance=Provenance(episode_id="e"))
+
+    taken: list[str] = []
+    original = make_env
+
+    def recording(env_id: str, seed: int, games: Path) -> Env:
+        env = original(env_id, seed, games)
+        step = env.step
+
+        def recorded(action: str) -> StepResult:
+            taken.append(action)
+            return step(action)
+
+        setattr(env, "step", recorded)  # noqa: B010 - mypy refuses assigning to a method
+        return env
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(values_bench, "make_env", recording)
+        values_bench.play(values, "toy:keys", 100, tmp_path, 4, None, skip_no_ops=False)
+        assert taken == ["look"] * 4
+        taken.clear()
+        values_bench.play(values, "toy:keys", 100, tmp_path, 4, None)
+    # "look" left the text as it was: it is not offered again until the text changes.
+    assert len(taken) == 4 and taken[0] == "look" and taken[1] != "look", taken
+    assert taken != ["look"] * 4
