@@ -83,8 +83,8 @@ def play(
         moves: list[Move] = []
         acting = values.snapshot()  # nothing is learned before the episode ends
         for t in range(max_steps if script is None else len(script)):
-            choices = admissible
-            if skip_no_ops and len(admissible) > 1:
+            choices = admissible  # a demonstration takes its own actions: no filter
+            if script is None and skip_no_ops and len(admissible) > 1:
                 useless = no_op_actions(obs.text, moves, ctx.observation)
                 choices = [a for a in admissible if a not in useless] or admissible
             if script is not None:
@@ -169,10 +169,14 @@ def _run(args: argparse.Namespace, err: Console) -> int:
             rng = random.Random(run)
             tr, ho = [], []
             for seed in train:
-                tr.append(play(values, args.env, seed, games, args.max_steps, rng, None, skip))
+                tr.append(
+                    play(values, args.env, seed, games, args.max_steps, rng, skip_no_ops=skip)
+                )
                 bar.advance(task)
             for seed in test:
-                ho.append(play(values, args.env, seed, games, args.max_steps, None, None, skip))
+                ho.append(
+                    play(values, args.env, seed, games, args.max_steps, None, skip_no_ops=skip)
+                )
                 bar.advance(task)
             results.append(Run(run=run, train=tr, held_out=ho))
     if args.json:
