@@ -84,18 +84,32 @@ class ToolUseRecorder(Toolsmith):
             llm=base.llm,
         )
         self.uses: list[ToolUse] = []
-        self.offers = 0
+        self._offered: set[int] = set()
+        """Steps at which tools were offered: a step that a kill interrupted after its
+        offer runs again on resume and offers again, but counts once."""
+        self._unnumbered = 0
         self._journal = journal
         if journal is not None and journal.is_file():
             for line in journal.read_text(encoding="utf-8").splitlines():
                 try:
                     event = json.loads(line)
-                    if event.get("offer"):
-                        self.offers += 1
+                    if "offer" in event:
+                        self._count_offer(event["offer"])
                     else:
                         self.uses.append(ToolUse.model_validate(event["use"]))
                 except (ValueError, KeyError, TypeError, AttributeError):
                     continue  # a line cut short by the kill
+
+    @property
+    def offers(self) -> int:
+        """Steps at which tools were offered."""
+        return len(self._offered) + self._unnumbered
+
+    def _count_offer(self, step: object) -> None:
+        if isinstance(step, int) and not isinstance(step, bool):
+            self._offered.add(step)
+        else:  # an offer with no step (a journal written before steps were kept)
+            self._unnumbered += 1
 
     def _log(self, event: dict[str, Any]) -> None:
         if self._journal is None:
@@ -105,12 +119,17 @@ class ToolUseRecorder(Toolsmith):
             f.write(json.dumps(event) + "\n")
 
     def offer(
-        self, task: str, admissible: Sequence[str], k: int | None = None, context: str = ""
+        self,
+        task: str,
+        admissible: Sequence[str],
+        k: int | None = None,
+        context: str = "",
+        step: int | None = None,
     ) -> list[Tool]:
-        tools = super().offer(task, admissible, k, context)
+        tools = super().offer(task, admissible, k, context, step)
         if tools:
-            self.offers += 1
-            self._log({"offer": True})
+            self._count_offer(step)
+            self._log({"offer": step if step is not None else True})
         return tools
 
     def record(self, use: ToolUse) -> Tool | None:

@@ -242,9 +242,15 @@ class Toolsmith:
     # -- use --------------------------------------------------------------------------
 
     def offer(
-        self, task: str, admissible: Sequence[str], k: int | None = None, context: str = ""
+        self,
+        task: str,
+        admissible: Sequence[str],
+        k: int | None = None,
+        context: str = "",
+        step: int | None = None,
     ) -> list[Tool]:
-        """Active tools relevant to the task that can run now, most relevant first.
+        """Active tools relevant to the task that can run now, most relevant first
+        (``step``: the episode step they are offered at, for recorders that count offers).
 
         A concrete macro: when its first step is admissible. A parametrized one: one
         instantiation per way the admissible actions fill its first step's slots (``args``

@@ -126,7 +126,12 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
     offer = admissible and ctx.settings.agent.use_tools
     with ctx.memory_time():
         tools: list[Tool] = (
-            ctx.toolsmith.offer(state["task"], admissible, context=state.get("observation", ""))
+            ctx.toolsmith.offer(
+                state["task"],
+                admissible,
+                context=state.get("observation", ""),
+                step=state.get("step_count", 0),
+            )
             if offer
             else []
         )

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from agent.agent import Agent
 from agent.config import Settings
-from agent.deferred import PlayedEpisode, tool_journal
+from agent.deferred import PlayedEpisode, ToolUseRecorder, tool_journal
 from agent.llm.base import LLMClient
 from agent.llm.scripted import Answer, ScriptedLLM
 from benchmarks.harness import (
@@ -36,6 +36,7 @@ from benchmarks.harness import (
 from benchmarks.harness.cli import bench as bench_command
 from benchmarks.harness.records import EpisodeLog
 from memory import HashingEmbedder, MemoryStore
+from toolsmith.models import Tool
 from toolsmith.registry import InProcessToolRegistry
 from toolsmith.synthesizer import Toolsmith
 
@@ -257,6 +258,26 @@ def test_resume_play_keeps_the_tool_feedback_of_a_killed_episode(tmp_path: Path)
     assert resumed.tool_offers == whole.tool_offers
     actions = [s.action for s in resumed.result().trajectory]
     assert actions == [s.action for s in whole.result().trajectory]
+
+
+def test_an_offer_repeated_by_a_resumed_step_counts_once(tmp_path: Path) -> None:
+    smith = Toolsmith(InProcessToolRegistry(HashingEmbedder()))
+    smith.registry.register(
+        Tool(name="fetch_key", kind="macro", doc="Fetch the key.", steps=["go east", "take key"])
+    )
+    journal = tmp_path / "t.jsonl"
+    rec = ToolUseRecorder(smith, journal)
+    assert rec.offer("fetch the key", ["go east"], step=0) and rec.offers == 1
+    rec.offer("fetch the key", ["go east"], step=3)
+    # Killed after step 3 offered, before its checkpoint: on resume step 3 offers again.
+    again = ToolUseRecorder(smith, journal)
+    assert again.offers == 2
+    again.offer("fetch the key", ["go east"], step=3)
+    assert again.offers == 2 and ToolUseRecorder(smith, journal).offers == 2
+    # Nothing offered (no tool can run): nothing counted; offers without a step count each.
+    assert again.offer("fetch the key", ["look"], step=4) == [] and again.offers == 2
+    journal.open("a", encoding="utf-8").write(json.dumps({"offer": True}) + "\n")
+    assert ToolUseRecorder(smith, journal).offers == 3
 
 
 # -- the harness ------------------------------------------------------------------------
