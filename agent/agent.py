@@ -202,7 +202,8 @@ class Agent:
     def _rerun_with_notes(self, batch: list[FailureCase], view: NotesView) -> list[bool]:
         """Re-play failed tasks seeing exactly ``view``'s notes, learning nothing.
 
-        The re-run has its own throwaway memory (only the notes), tools and checkpoints, so
+        The re-run has its own throwaway memory (the notes, and read-only the agent's step
+        memory, so it chooses actions as this agent would now), tools and checkpoints, so
         the comparison of old and new notes cannot change what the agent has learned.
         """
         import tempfile
@@ -213,7 +214,7 @@ class Agent:
         frozen.memory.distill_every = 0
         with tempfile.TemporaryDirectory(prefix="evolvent-rerun-") as tmp:
             frozen.checkpoint_db = Path(tmp) / "rerun.sqlite"
-            store = view.materialize(self.embedder)
+            store = view.materialize(self.embedder, step_memory=self.memory)
             # Its own tools too: the re-runs must neither see nor count the real ones.
             tools = Toolsmith(InProcessToolRegistry(self.embedder))
             with Agent(

@@ -87,12 +87,26 @@ class NotesView(BaseModel):
     def texts(self) -> list[str]:
         return [r.text for r in self.records]
 
-    def materialize(self, embedder: Embedder, namespace: str = "notes-view") -> MemoryStore:
+    def materialize(
+        self,
+        embedder: Embedder,
+        namespace: str = "notes-view",
+        *,
+        step_memory: MemoryStore | None = None,
+    ) -> MemoryStore:
         """A fresh in-memory store whose notes are exactly this view's (same ids, texts and
         votes; episodes and experiences empty). An ``Agent`` built on it plans with these
         notes only, and whatever it writes stays out of the real store.
+
+        ``step_memory``: the store whose step-level memory (step values and per-state
+        actions) the new store reads, so that an agent re-playing with it chooses actions
+        as the agent that learned them does. Only an agent that does not learn may use it:
+        the two stores share those objects.
         """
         store = MemoryStore.in_memory(embedder, namespace=namespace)
+        if step_memory is not None:
+            store.values = step_memory.values
+            store.actions = step_memory.actions
         store.notes.threshold = self.threshold
         if self.records:
             vecs = embedder.embed([r.key for r in self.records])

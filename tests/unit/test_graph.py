@@ -319,6 +319,41 @@ def test_notebook_gate_replays_failures_with_the_real_agent(evolvent_home: Path)
         assert store.stats()["episode"] <= 2
 
 
+def test_notebook_gate_replays_with_the_agents_step_values(
+    evolvent_home: Path, tmp_path: Path
+) -> None:
+    """The re-runs choose actions as the agent does: with its learned step values (frozen),
+    not with the LLM alone, which under the follow policy never chooses."""
+    from benchmarks.tools_bench import demonstrate, walkthrough
+
+    s = settings(
+        evolvent_home,
+        **{
+            "memory.notebook_batch": 2,
+            "memory.distill_every": 0,
+            "memory.action_policy": "follow",
+            "agent.use_tools": False,
+        },
+    )
+    store = MemoryStore.in_memory(HashingEmbedder())
+    walks = {seed: walkthrough("toy:keys", seed, tmp_path) for seed in range(5)}
+    assert demonstrate(store.values, "toy:keys", walks, tmp_path) == 5
+    # On its own this LLM only looks around, so it would lose every re-run.
+    llm = ScriptedLLM(responder=lambda k, p, o: "look" if k == "choose" else "ok")
+    with Agent(s, llm=llm, memory=store, embedder=store.embedder) as agent:
+        # Two steps cannot win: two failures, a full batch.
+        first = agent.run("toy:keys", seed=100, max_steps=2)
+        second = agent.run("toy:keys", seed=101, max_steps=2)
+        update = agent.last_notebook_update
+    assert not first.success and not second.success
+    assert update is not None and len(update.old_outcomes) == 2
+    # The values, not the LLM, played the re-runs (the learning episodes' own steps were
+    # the values' too), and with the whole step budget they win.
+    assert not [c for c in llm.calls if c.kind == "choose"]
+    assert any(update.old_outcomes) and update.old_outcomes == update.new_outcomes
+    assert not update.kept and store.notes.count() == 0
+
+
 def test_successes_are_distilled_into_experiences(evolvent_home: Path) -> None:
     s = settings(evolvent_home, **{"memory.distill_every": 2, "agent.use_tools": False})
     store = MemoryStore.in_memory(HashingEmbedder())
