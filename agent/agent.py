@@ -32,6 +32,7 @@ from memory.embeddings import Embedder, default_embedder
 from memory.mistakes import FailureCase
 from memory.notebook import MistakeNotebook, NotebookParams, NotebookUpdate, NotesView
 from memory.store import MemoryStore
+from memory.values import ValueSnapshot
 from toolsmith.registry import InProcessToolRegistry
 from toolsmith.sqlite_registry import SqliteToolRegistry
 from toolsmith.synthesizer import Toolsmith, ToolsmithConfig
@@ -59,8 +60,12 @@ class Agent:
         memory: MemoryStore | None = None,
         toolsmith: Toolsmith | None = None,
         embedder: Embedder | None = None,
+        values: ValueSnapshot | None = None,
     ) -> None:
         self.settings = settings or load_settings()
+        self._values = values
+        """Step values every episode acts on (the notebook's re-plays, judged on one set);
+        None: each episode takes a snapshot of the memory's step values when it starts."""
         self._owns_llm = llm is None
         if llm is None:
             from agent.llm.factory import make_client
@@ -197,14 +202,22 @@ class Agent:
             self.distiller.consolidate()
         failed = mcfg.notebook_batch > 0 and not result.success
         if failed and self.notebook.record_failure(FailureCase.from_result(result)):
-            self.last_notebook_update = self.notebook.update(self._rerun_with_notes)
+            # One snapshot for both re-plays: step values that another run (a REST server
+            # plays several at once) learns in between must not decide between the notes.
+            values = self.memory.values.snapshot() if mcfg.step_values else None
+            self.last_notebook_update = self.notebook.update(
+                lambda batch, view: self._rerun_with_notes(batch, view, values)
+            )
 
-    def _rerun_with_notes(self, batch: list[FailureCase], view: NotesView) -> list[bool]:
+    def _rerun_with_notes(
+        self, batch: list[FailureCase], view: NotesView, values: ValueSnapshot | None = None
+    ) -> list[bool]:
         """Re-play failed tasks seeing exactly ``view``'s notes, learning nothing.
 
         The re-run has its own throwaway memory (the notes, and read-only the agent's step
-        memory, so it chooses actions as this agent would now), tools and checkpoints, so
-        the comparison of old and new notes cannot change what the agent has learned.
+        memory, so it chooses actions as this agent would now; ``values``: the step values
+        it acts on), tools and checkpoints, so the comparison of old and new notes cannot
+        change what the agent has learned.
         """
         import tempfile
 
@@ -218,7 +231,12 @@ class Agent:
             # Its own tools too: the re-runs must neither see nor count the real ones.
             tools = Toolsmith(InProcessToolRegistry(self.embedder))
             with Agent(
-                frozen, llm=self.llm, memory=store, embedder=self.embedder, toolsmith=tools
+                frozen,
+                llm=self.llm,
+                memory=store,
+                embedder=self.embedder,
+                toolsmith=tools,
+                values=values,
             ) as rerun:
                 return [rerun.run(case.env_id, seed=case.seed or 0).success for case in batch]
 
@@ -397,6 +415,7 @@ class Agent:
             settings=settings,
             invocation=uuid.uuid4().hex,
             started=started,
+            values=self._values,
         )
         try:
             # "sync": a node's checkpoint is written before the next node runs, so a step

@@ -18,6 +18,9 @@ from agent.nodes.executor import TOOL_PREFIX, no_op_actions
 from agent.state import AgentState, StepRecord
 from benchmarks.envs.toy import ToyEnv
 from memory import EpisodicParams, HashingEmbedder, MemoryStore
+from memory.mistakes import FailureCase
+from memory.notebook import NotesView
+from memory.values import ValueSnapshot
 
 
 class Killed(BaseException):
@@ -352,6 +355,60 @@ def test_notebook_gate_replays_with_the_agents_step_values(
     assert not [c for c in llm.calls if c.kind == "choose"]
     assert any(update.old_outcomes) and update.old_outcomes == update.new_outcomes
     assert not update.kept and store.notes.count() == 0
+
+
+def test_notebook_gate_judges_both_replays_on_one_snapshot_of_the_values(
+    evolvent_home: Path, tmp_path: Path
+) -> None:
+    """Values learned between the two re-plays (another run of a REST server) must not
+    decide between the old and the new notes: both act on the snapshot taken first."""
+    from benchmarks.tools_bench import demonstrate, walkthrough
+
+    s = settings(
+        evolvent_home,
+        **{"memory.notebook_batch": 1, "memory.distill_every": 0, "agent.use_tools": False},
+    )
+    store = MemoryStore.in_memory(HashingEmbedder())
+    llm = ScriptedLLM(responder=lambda k, p, o: "look" if k == "choose" else "ok")
+    seen: list[object] = []
+    with Agent(s, llm=llm, memory=store, embedder=store.embedder) as agent:
+        replay = agent._rerun_with_notes
+
+        def learning_between(
+            batch: list[FailureCase], view: NotesView, values: ValueSnapshot | None = None
+        ) -> list[bool]:
+            seen.append(values)
+            out = replay(batch, view, values)
+            walks = {len(seen): walkthrough("toy:keys", len(seen), tmp_path)}
+            demonstrate(store.values, "toy:keys", walks, tmp_path)  # memory learns meanwhile
+            return out
+
+        agent._rerun_with_notes = learning_between  # type: ignore[method-assign]
+        before = store.values.episodes()
+        agent.run("toy:keys", seed=100, max_steps=2)
+    assert len(seen) == 2 and seen[0] is seen[1]
+    assert isinstance(seen[0], ValueSnapshot) and seen[0].episodes == before + 1
+    assert store.values.episodes() == before + 3
+
+
+def test_an_agent_given_values_acts_on_them(evolvent_home: Path, tmp_path: Path) -> None:
+    from benchmarks.tools_bench import demonstrate, walkthrough
+
+    taught = MemoryStore.in_memory(HashingEmbedder())
+    walks = {seed: walkthrough("toy:keys", seed, tmp_path) for seed in range(5)}
+    demonstrate(taught.values, "toy:keys", walks, tmp_path)
+    s = settings(
+        evolvent_home,
+        **{"agent.learn": False, "memory.action_policy": "follow", "agent.use_tools": False},
+    )
+    empty = MemoryStore.in_memory(HashingEmbedder())
+    llm = ScriptedLLM(responder=lambda k, p, o: "look" if k == "choose" else "ok")
+    snap = taught.values.snapshot()
+    with Agent(s, llm=llm, memory=empty, embedder=empty.embedder, values=snap) as agent:
+        results = [agent.run("toy:keys", seed=seed) for seed in range(100, 106)]
+    assert not [c for c in llm.calls if c.kind == "choose"]
+    assert any(r.success for r in results)
+    assert {st.source for r in results for st in r.trajectory} == {"memory"}
 
 
 def test_successes_are_distilled_into_experiences(evolvent_home: Path) -> None:
