@@ -24,6 +24,7 @@ from agent.llm.base import LLMClient
 from agent.nodes.reflector import success_of
 from agent.result import EpisodeResult, StepView
 from agent.state import AgentState, EpisodeContext
+from agent.stores import open_memory
 from agent.tasks import TEXT_ENV_ID, TextTask
 from benchmarks.envs.base import Env
 from benchmarks.envs.registry import is_env_id, make_env
@@ -77,12 +78,7 @@ class Agent:
         self.embedder = embedder or (memory.embedder if memory else default_embedder())
         self._owns_memory = memory is None
         mcfg = self.settings.memory
-        self.memory = memory or MemoryStore.open(
-            path=None if mcfg.url else self.settings.memory_path,
-            url=mcfg.url,
-            namespace=mcfg.namespace,
-            embedder=self.embedder,
-        )
+        self.memory = memory or open_memory(self.settings, self.embedder)
         self._owns_tools = toolsmith is None
         self.toolsmith = toolsmith or Toolsmith(
             SqliteToolRegistry(

@@ -47,16 +47,11 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 @contextmanager
 def _store(namespace: str | None, config: Path | None, read_only: bool) -> Iterator[MemoryStore]:
     from agent.config import load_settings
-    from memory.store import MemoryStore
+    from agent.stores import open_memory
 
     try:
         s = load_settings(config, **{"memory.namespace": namespace})
-        store = MemoryStore.open(
-            path=None if s.memory.url else s.memory_path,
-            url=s.memory.url,
-            namespace=s.memory.namespace,
-            read_only=read_only,
-        )
+        store = open_memory(s, read_only=read_only)
     except EvolventError as e:
         raise _fail(str(e)) from None
     try:

@@ -21,6 +21,8 @@ from pydantic_settings import (
 )
 
 from agent.errors import ConfigError
+from memory.episodic import EpisodicParams
+from memory.values import ValueParams
 
 DEFAULT_HOME = Path(os.environ.get("EVOLVENT_HOME", Path.home() / ".evolvent"))
 
@@ -94,6 +96,15 @@ class MemorySettings(BaseModel):
     decide whether to keep it (0: no mistake notes)."""
     distill_every: int = Field(default=5, ge=0)
     """Episodes between experience distillations (0: none)."""
+    episodic: EpisodicParams = Field(default_factory=EpisodicParams)
+    """The Q-valued episodic memory's retrieval and update rule (``[memory.episodic]``,
+    ``EVOLVENT_MEMORY__EPISODIC__ALPHA``): similarity threshold ``delta``, candidates
+    ``k1``/``k2``, Q weight ``lam``, exploration ``epsilon``, learning rate ``alpha``, ..."""
+    values: ValueParams = Field(default_factory=ValueParams)
+    """The step-value learner (``[memory.values]``, ``EVOLVENT_MEMORY__VALUES__GAMMA``):
+    discount ``gamma``, terminal bonuses, ``instruction_credit``, ``ridge``, and its
+    exploration (``epsilon``, ``epsilon_decay``, ``epsilon_min``, ``novelty_bonus``,
+    ``coverage_bonus``, ``untried_floor``)."""
 
     @field_validator("namespace")
     @classmethod

@@ -13,6 +13,10 @@ held-out seeds are then played greedily (the top proposal), learning frozen. As 
 offered (``agent.noops``; ``--keep-no-ops`` offers them). Runs differ
 only in the random seed of exploration, so their spread is the learner's own variance —
 what one ``evolvent bench`` run samples from. Each run starts from an empty in-memory store.
+
+The learner's parameters are the agent's: ``memory.values`` of the settings (``--config
+FILE``, or environment variables such as ``EVOLVENT_MEMORY__VALUES__GAMMA=0.95``); the table's
+title names those that differ from the defaults.
 """
 
 from __future__ import annotations
@@ -140,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="offer the actions that changed nothing, too (the agent's agent.skip_no_ops=false)",
     )
+    ap.add_argument(
+        "--config", type=Path, help="settings file (TOML or YAML); its [memory.values] applies"
+    )
     ap.add_argument("--json", action="store_true", help="print JSON lines instead of the table")
     args = ap.parse_args(argv)
     return run_script(lambda err: _run(args, err))
@@ -153,7 +160,8 @@ def _run(args: argparse.Namespace, err: Console) -> int:
     )
     if args.max_steps < 1:
         raise EvolventError(f"--max-steps must be >= 1 (got {args.max_steps})")
-    games = load_settings(None).games_path
+    settings = load_settings(args.config)
+    games, params = settings.games_path, settings.memory.values
     skip = not args.keep_no_ops
     results = []
     with Progress(
@@ -165,7 +173,7 @@ def _run(args: argparse.Namespace, err: Console) -> int:
     ) as bar:
         for run in runs:
             task = bar.add_task(f"run {run}", total=len(train) + len(test))
-            values = MemoryStore.in_memory(HashingEmbedder()).values
+            values = MemoryStore.in_memory(HashingEmbedder(), values=params).values
             rng = random.Random(run)
             tr, ho = [], []
             for seed in train:
@@ -183,8 +191,11 @@ def _run(args: argparse.Namespace, err: Console) -> int:
         for r in results:
             print(r.model_dump_json())
         return 0
+    changed = params.model_dump(exclude_defaults=True)
+    tuned = ", ".join(f"{k}={v}" for k, v in changed.items()) or "default parameters"
     t = Table(
-        title=f"step values alone: {args.env}, train {args.train_seeds}, held-out {args.test_seeds}"
+        title=f"step values alone: {args.env}, train {args.train_seeds}, "
+        f"held-out {args.test_seeds}; {tuned}"
     )
     for col in ("run", "train score per 10", "train wins", "held-out wins", "held-out score"):
         t.add_column(col, justify="right")

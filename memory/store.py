@@ -13,7 +13,7 @@ from memory.embeddings import Embedder, default_embedder
 from memory.episodic import EpisodicMemory, EpisodicParams
 from memory.inprocess import InProcessBackend
 from memory.records import MemoryKind, MemoryRecord
-from memory.values import ValueFunction
+from memory.values import ValueFunction, ValueParams
 
 KINDS: tuple[MemoryKind, ...] = ("episode", "note", "experience", "action", "value")
 
@@ -28,7 +28,10 @@ class MemoryStore:
         embedder: Embedder,
         namespace: str = "default",
         episodic: EpisodicParams | None = None,
+        values: ValueParams | None = None,
     ) -> None:
+        """``episodic`` and ``values``: the parameters of the episodic memory's retrieval
+        and update rule and of the step-value learner (defaults when ``None``)."""
         self.backend = backend
         self.embedder = embedder
         self.namespace = namespace
@@ -36,7 +39,7 @@ class MemoryStore:
         self.notes = TextCollection(backend, embedder, self._col("note"), "note")
         self.experiences = TextCollection(backend, embedder, self._col("experience"), "experience")
         self.actions = ActionMemory(backend, embedder, self._col("action"))
-        self.values = ValueFunction(backend, embedder, self._col("value"))
+        self.values = ValueFunction(backend, embedder, self._col("value"), values)
 
     def _col(self, kind: MemoryKind) -> str:
         return f"{self.namespace}__{kind}"
@@ -47,10 +50,11 @@ class MemoryStore:
         embedder: Embedder | None = None,
         namespace: str = "default",
         episodic: EpisodicParams | None = None,
+        values: ValueParams | None = None,
     ) -> MemoryStore:
         """A store that lives in this process only (tests, throwaway runs)."""
         emb = embedder or default_embedder()
-        return cls(InProcessBackend(emb.dim), emb, namespace, episodic)
+        return cls(InProcessBackend(emb.dim), emb, namespace, episodic, values)
 
     @classmethod
     def open(
@@ -61,6 +65,7 @@ class MemoryStore:
         embedder: Embedder | None = None,
         episodic: EpisodicParams | None = None,
         read_only: bool = False,
+        values: ValueParams | None = None,
     ) -> MemoryStore:
         """A persistent store: embedded Chroma in directory ``path`` (one writing process),
         or the Chroma server at ``url`` (``http://127.0.0.1:8000``, shared by many processes).
@@ -79,7 +84,7 @@ class MemoryStore:
         else:
             assert url is not None
             backend = ChromaBackend.server(url, read_only=read_only, embedder=emb.name)
-        return cls(backend, emb, namespace, episodic)
+        return cls(backend, emb, namespace, episodic, values)
 
     def get(self, memory_id: str) -> MemoryRecord | None:
         for kind in KINDS:

@@ -26,6 +26,7 @@ from agent.config import Settings
 from agent.llm.base import LLMClient
 from agent.server.config import DEFAULT_NAMESPACE, ServerConfig, ServeSettings, check_auth
 from agent.server.store import RunStore
+from agent.stores import open_memory
 from memory.embeddings import Embedder
 from memory.store import MemoryStore
 from toolsmith.registry import InProcessToolRegistry
@@ -120,15 +121,10 @@ class ServerDeps:
         namespaces = sorted(set(settings.api_keys.values())) or [DEFAULT_NAMESPACE]
         # One backend for every namespace: a second embedded client on the same path in
         # this process would share (and on close, tear down) the first one's system.
-        base = MemoryStore.open(
-            path=None if mcfg.url else settings.memory_path,
-            url=mcfg.url,
-            namespace=namespaces[0],
-            embedder=embedder,
-        )
+        base = open_memory(settings, embedder, namespace=namespaces[0])
 
         def memory_factory(namespace: str) -> MemoryStore:
-            return MemoryStore(base.backend, embedder, namespace)
+            return MemoryStore(base.backend, embedder, namespace, mcfg.episodic, mcfg.values)
 
         registries: list[SqliteToolRegistry] = []
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from agent.config import Settings
 from agent.llm.base import LLMClient
+from agent.stores import open_memory
 from memory.embeddings import Embedder, HashingEmbedder, default_embedder
 from memory.store import MemoryStore
 from toolsmith.synthesizer import Toolsmith
@@ -66,12 +67,7 @@ def default_backends(embedder: str = "minilm") -> Backends:
 
         emb = shared_embedder()
         mcfg = settings.memory
-        store = MemoryStore.open(
-            path=None if mcfg.url else settings.memory_path,
-            url=mcfg.url,
-            namespace=mcfg.namespace,
-            embedder=emb,
-        )
+        store = open_memory(settings, emb)
         registry = SqliteToolRegistry(state_dir / "tools.sqlite", emb, mcfg.namespace)
         return ArmState(store, Toolsmith(registry), [registry.close, store.close])
 

@@ -58,7 +58,7 @@ def play_task(task: RemoteEpisode) -> PlayedEpisode:
     """Build an agent from ``task`` and play its episode learning-free."""
     from agent.agent import Agent
     from agent.llm.factory import make_client
-    from memory.store import MemoryStore
+    from agent.stores import open_memory
     from toolsmith.registry import InProcessToolRegistry
 
     settings = Settings.model_validate(task.settings)
@@ -70,7 +70,7 @@ def play_task(task: RemoteEpisode) -> PlayedEpisode:
     for tool in task.tools:
         registry.put(tool)
     toolsmith = Toolsmith(registry, task.toolsmith)
-    store = MemoryStore.open(url=mcfg.url, namespace=mcfg.namespace, embedder=emb, read_only=True)
+    store = open_memory(settings, emb, read_only=True)
     try:
         with tempfile.TemporaryDirectory(prefix="evolvent-ray-") as tmp:
             settings.checkpoint_db = Path(tmp) / "episode.sqlite"

@@ -35,3 +35,46 @@ def test_yaml_and_errors(evolvent_home: Path, tmp_path: Path) -> None:
         load_settings(bad)
     with pytest.raises(ConfigError, match="namespace"):
         load_settings(None, **{"memory.namespace": "no spaces please"})
+
+
+def test_the_learners_parameters_come_from_the_settings(
+    evolvent_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent.agent import Agent
+    from agent.llm.scripted import ScriptedLLM
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[memory.values]\ngamma = 0.95\nepsilon_min = 0.05\n")
+    monkeypatch.setenv("EVOLVENT_MEMORY__EPISODIC__ALPHA", "0.5")
+    s = load_settings(cfg, **{"memory.values.untried_floor": None})
+    assert (s.memory.values.gamma, s.memory.values.epsilon_min) == (0.95, 0.05)
+    assert s.memory.values.untried_floor == 0.0  # an unset flag keeps the default
+    assert s.memory.episodic.alpha == 0.5 and s.memory.episodic.k1 == 5
+    # The agent's store learns with them.
+    with Agent(s, llm=ScriptedLLM([])) as agent:
+        assert agent.memory.values.params == s.memory.values
+        assert agent.memory.episodes.params == s.memory.episodic
+    with pytest.raises(ConfigError, match=r"memory\.values\.gamma"):
+        load_settings(None, **{"memory.values.gamma": 1.5})
+    monkeypatch.setenv("EVOLVENT_MEMORY__EPISODIC__DELTA", "high")
+    with pytest.raises(ConfigError, match=r"memory\.episodic\.delta"):
+        load_settings(None)
+
+
+def test_the_readme_config_example_loads_and_shows_the_learners_defaults(
+    evolvent_home: Path, tmp_path: Path
+) -> None:
+    import re
+
+    from memory.episodic import EpisodicParams
+    from memory.values import ValueParams
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (block,) = re.findall(r"```toml\n(# evolvent\.toml\n.*?)```", readme, re.S)
+    cfg = tmp_path / "evolvent.toml"
+    cfg.write_text(block)
+    s = load_settings(cfg)
+    assert s.memory.namespace == "team-a" and s.llm.kind == "vllm"
+    assert "gamma" in block and "alpha" in block
+    # The README says the learners' values it shows are the defaults.
+    assert s.memory.values == ValueParams() and s.memory.episodic == EpisodicParams()

@@ -47,6 +47,18 @@ def test_values_bench_learns_on_toy_games(capsys: pytest.CaptureFixture[str]) ->
     assert max(_random_wins(seed) for seed in range(3)) <= 3
 
 
+def test_values_bench_learns_with_the_parameters_of_the_settings(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A win that costs 2 (its reward is 1): the values learn to stay clear of the winning
+    # move, so greedy play wins none of the games it wins with the defaults.
+    monkeypatch.setenv("EVOLVENT_MEMORY__VALUES__WIN_BONUS", "-2")
+    assert _held_out_wins(capsys, "0-19") == 0
+    monkeypatch.setenv("EVOLVENT_MEMORY__VALUES__GAMMA", "1.5")
+    assert values_bench.main(["--env", "toy:keys", "--runs", "1"]) == 2
+    assert "memory.values.gamma" in capsys.readouterr().err
+
+
 def test_values_bench_rejects_bad_seeds(capsys: pytest.CaptureFixture[str]) -> None:
     assert values_bench.main(["--env", "toy:keys", "--train-seeds", "0-x"]) == 2
     assert "bad seed range" in capsys.readouterr().err
