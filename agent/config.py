@@ -102,7 +102,8 @@ class MemorySettings(BaseModel):
     ``k1``/``k2``, Q weight ``lam``, exploration ``epsilon``, learning rate ``alpha``, ..."""
     values: ValueParams = Field(default_factory=ValueParams)
     """The step-value learner (``[memory.values]``, ``EVOLVENT_MEMORY__VALUES__GAMMA``):
-    discount ``gamma``, terminal bonuses, ``instruction_credit``, ``ridge``, and its
+    discount ``gamma``, terminal bonuses, ``instruction_credit``, ``enabler_credit``,
+    ``ridge``, and its
     exploration (``epsilon``, ``epsilon_decay``, ``epsilon_min``, ``novelty_bonus``,
     ``coverage_bonus``, ``untried_floor``)."""
 

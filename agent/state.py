@@ -44,6 +44,9 @@ class StepRecord(TypedDict):
     function's random exploration while learning) or ``tool``."""
     memory_ids: list[str]
     """Step-memory records whose proposals the prompt for this step contained."""
+    enabled: NotRequired[list[str]]
+    """The actions admissible after this step that were not before it (what the step made
+    possible; the step values credit it with their rewards, ``memory.values.enablers``)."""
     llm_s: float
     env_s: float
     tokens: int

@@ -11,7 +11,7 @@ from agent.prompts import state_key
 from agent.state import AgentState
 from memory.actions import StepSample
 from memory.textfeatures import EpisodeText, analyse
-from memory.values import ValueStep
+from memory.values import ValueStep, enablers
 
 STATE_TEXT_CHARS = 500
 """How much of the observation a step-value record keeps as its (searchable) key."""
@@ -63,13 +63,17 @@ def episode_text(
 
 
 def value_steps(state: AgentState) -> list[ValueStep]:
-    """Every action of a finished episode with its features in the context it was taken in."""
+    """Every action of a finished episode with its features in the context it was taken in,
+    and the step that made it admissible."""
     ctx = EpisodeText.start(state.get("task", ""), state.get("first_observation", ""))
+    taken = [s for s in state.get("steps", []) if s["action"] is not None]
+    made_possible = enablers(
+        [s["action"] or "" for s in taken], [s.get("enabled", []) for s in taken]
+    )
     out: list[ValueStep] = []
-    for step in state.get("steps", []):
+    for step, enabler in zip(taken, made_possible, strict=True):
         action = step["action"]
-        if action is None:
-            continue
+        assert action is not None
         view = analyse(ctx, action)
         out.append(
             ValueStep(
@@ -79,6 +83,7 @@ def value_steps(state: AgentState) -> list[ValueStep]:
                 features=view.features,
                 signature=view.signature,
                 source=view.source,
+                enabler=enabler,
             )
         )
         ctx.observe(action, step["observation"], step["reward"], view.signature)

@@ -43,7 +43,7 @@ from benchmarks.scriptmain import run_script
 from memory import HashingEmbedder, MemoryStore
 from memory.records import Provenance
 from memory.textfeatures import EpisodeText, analyse
-from memory.values import ValueFunction, ValueStep
+from memory.values import ValueFunction, ValueStep, enablers, newly_admissible
 
 
 class Episode(BaseModel):
@@ -85,6 +85,7 @@ def play(
         admissible, info = obs.admissible, obs.info
         steps: list[ValueStep] = []
         moves: list[Move] = []
+        enabled: list[list[str]] = []  # per step: the actions it made admissible
         acting = values.snapshot()  # nothing is learned before the episode ends
         for t in range(max_steps if script is None else len(script)):
             choices = admissible  # a demonstration takes its own actions: no filter
@@ -115,9 +116,13 @@ def play(
             )
             ctx.observe(action, res.text, res.reward, view.signature)
             moves.append(Move(action, res.text, res.reward))
+            enabled.append(newly_admissible(admissible, res.admissible))
             admissible, info = res.admissible, res.info
             if res.done:
                 break
+        made_possible = enablers([s.action for s in steps], enabled)
+        for step, enabler in zip(steps, made_possible, strict=True):
+            step.enabler = enabler
         if rng is not None or script is not None:
             # A demonstration's record says so: its episode id starts with "demonstration:".
             name = f"{env_id}:{seed}" if script is None else f"demonstration:{env_id}:{seed}"

@@ -11,9 +11,11 @@ signal (what this very step earned or cost), the return model credits steps that
 later rewards. A step that revealed an instruction (a line of text that a later rewarded
 action carried out word for word, e.g. reading a recipe) is credited that later reward as
 its own (``instruction_credit``): without it, a move that only gathers information earns
-nothing until the policy already follows what it revealed. The fitted weights are derived
-state: they are refitted whenever the set of records changes, so deleting an episode's
-records (``evolvent memory delete``) removes what it taught.
+nothing until the policy already follows what it revealed. Likewise a rewarded step credits
+the step that made its action possible (``enabler_credit``): the move after which the
+action became admissible, such as taking the tool that the action names. The fitted weights
+are derived state: they are refitted whenever the set of records changes, so deleting an
+episode's records (``evolvent memory delete``) removes what it taught.
 
 Acting on the values: an episode acts on a ``snapshot()`` of them, which learning after it
 does not change. ``propose`` ranks the admissible actions of a state; while learning,
@@ -30,7 +32,7 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -59,6 +61,10 @@ class ValueParams(BaseModel):
     """A rewarded step's reward, times this, is also credited to the step that revealed the
     instruction it carried out (``ValueStep.source``): reading a recipe earns what following
     it earns, however many steps later."""
+    enabler_credit: float = Field(default=0.5, ge=0)
+    """A rewarded step's reward, times this, is also credited to the step that made its
+    action admissible (``ValueStep.enabler``): a move that only opens the way to a reward
+    (taking a tool, opening a container) earns what that reward earns."""
     ridge: float = Field(default=1.0, gt=0)
     """L2 penalty of the fit."""
     fit_iterations: int = Field(default=60, ge=1)
@@ -98,6 +104,10 @@ class ValueStep(BaseModel):
     source: int | None = None
     """Index (in the episode's steps) of the step that revealed the instruction this step
     carried out (``memory.textfeatures.ActionView.source``)."""
+    enabler: int | None = None
+    """Index (in the episode's steps) of the step after which this step's action became
+    admissible, the last time it did (``enablers``); None when it was admissible from the
+    episode's start or the environment lists no admissible actions."""
 
 
 class Assessment(NamedTuple):
@@ -161,7 +171,14 @@ class ValueFunction:
         if not steps:
             return []
         p = self.params
-        credit = instruction_credit(steps, p.instruction_credit)
+        credit = [
+            a + b
+            for a, b in zip(
+                instruction_credit(steps, p.instruction_credit),
+                enabler_credit(steps, p.enabler_credit),
+                strict=True,
+            )
+        ]
         rewards = [s.reward + c for s, c in zip(steps, credit, strict=True)]
         immediate = list(rewards)
         rewards[-1] += p.win_bonus if won else (p.loss_penalty if lost else p.unfinished_penalty)
@@ -351,6 +368,36 @@ def instruction_credit(steps: Sequence[ValueStep], weight: float) -> list[float]
         if step.reward > 0 and step.source is not None and 0 <= step.source < i:
             credit[step.source] += weight * step.reward
     return credit
+
+
+def enabler_credit(steps: Sequence[ValueStep], weight: float) -> list[float]:
+    """What each step earns for opening the way: ``weight`` times the reward of every later
+    rewarded step whose ``enabler`` it is."""
+    credit = [0.0] * len(steps)
+    for i, step in enumerate(steps):
+        if step.reward > 0 and step.enabler is not None and 0 <= step.enabler < i:
+            credit[step.enabler] += weight * step.reward
+    return credit
+
+
+def enablers(actions: Sequence[str], enabled: Sequence[Iterable[str]]) -> list[int | None]:
+    """For each of an episode's ``actions``, the index of the step after which it became
+    admissible, the last time it did before it was taken (None: admissible from the start,
+    or never listed). ``enabled[i]``: the actions admissible after step ``i`` that were not
+    admissible before it."""
+    since: dict[str, int] = {}
+    out: list[int | None] = []
+    for i, action in enumerate(actions):
+        out.append(since.get(action))
+        for a in enabled[i] if i < len(enabled) else ():
+            since[a] = i
+    return out
+
+
+def newly_admissible(before: Sequence[str], after: Sequence[str]) -> list[str]:
+    """The actions of ``after`` that ``before`` did not list."""
+    old = set(before)
+    return [a for a in after if a not in old]
 
 
 def _row(rec: MemoryRecord) -> _Row:

@@ -22,7 +22,7 @@ from agent.stepmemory import current_state, episode_text
 from benchmarks.envs.base import StepResult
 from memory.actions import ActionProposal
 from memory.textfeatures import EpisodeText
-from memory.values import Assessment, ValueSnapshot
+from memory.values import Assessment, ValueSnapshot, newly_admissible
 from toolsmith.models import Tool, ToolUse
 from toolsmith.params import resolve_step
 
@@ -227,6 +227,7 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
         rec["source"] = "tool" if tool else (chooser if follow is not None else "llm")
         rec["tool_call"] = action if tool else None
         rec["memory_ids"] = memory_ids if i == 0 else []
+        rec["enabled"] = newly_admissible(allowed, last.admissible)
         records.append(rec)
         allowed = list(last.admissible)
         if guard is not None:

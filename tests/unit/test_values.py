@@ -20,7 +20,10 @@ from memory.values import (
     ValueFunction,
     ValueParams,
     ValueStep,
+    enabler_credit,
+    enablers,
     instruction_credit,
+    newly_admissible,
     ridge_fit,
 )
 
@@ -138,6 +141,68 @@ def test_revealing_an_instruction_earns_the_reward_of_carrying_it_out() -> None:
     # undiscounted); the step in between gets only the discounted return.
     assert read.meta["credit"] == 1.0 and read.meta["immediate"] == 1.0
     assert read.q > look.q and look.meta["credit"] == 0.0
+
+
+def test_the_move_that_made_a_rewarded_action_possible_earns_its_reward() -> None:
+    actions = ["take knife", "look", "drop knife", "take knife", "slice pear with knife"]
+    before = ["take knife", "look"]
+    after = [
+        ["look", "drop knife", "slice pear with knife"],  # the knife in hand
+        ["look", "drop knife", "slice pear with knife"],
+        ["take knife", "look"],
+        ["look", "drop knife", "slice pear with knife"],
+        ["look", "eat pear"],
+    ]
+    enabled = [newly_admissible(b, a) for b, a in zip([before, *after], after, strict=False)]
+    assert enabled[0] == ["drop knife", "slice pear with knife"] and enabled[1] == []
+    # The slice became possible twice; the second take, after which it was taken, made it so.
+    assert enablers(actions, enabled) == [None, None, 0, 2, 3]
+
+    def steps(weight_on: bool) -> list[ValueStep]:
+        made = enablers(actions, enabled) if weight_on else [None] * 5
+        return [
+            ValueStep(
+                state="s", action=a, reward=float(a.startswith("slice")), features=[i], enabler=e
+            )
+            for i, (a, e) in enumerate(zip(actions, made, strict=True))
+        ]
+
+    assert enabler_credit(steps(True), 1.0) == [0.0, 0.0, 0.0, 1.0, 0.0]
+    assert enabler_credit(steps(True), 0.5) == [0.0, 0.0, 0.0, 0.5, 0.0]
+    assert enabler_credit(steps(False), 1.0) == [0.0] * 5
+    store = MemoryStore.in_memory(HashingEmbedder(), values=ValueParams(enabler_credit=1.0))
+    store.values.learn(steps(True), won=False, lost=False, provenance=Provenance(episode_id="e"))
+    credit = {r.meta["step"]: r.meta["credit"] for r in store.records("value")}
+    assert credit == {0: 0.0, 1: 0.0, 2: 0.0, 3: 1.0, 4: 0.0}
+    # Off (weight 0), nothing is credited.
+    off = MemoryStore.in_memory(HashingEmbedder(), values=ValueParams(enabler_credit=0.0))
+    off.values.learn(steps(True), won=False, lost=False, provenance=Provenance(episode_id="e"))
+    assert {r.meta["credit"] for r in off.records("value")} == {0.0}
+
+
+def test_the_agent_credits_the_moves_that_made_rewarded_actions_admissible(
+    evolvent_home: Path,
+) -> None:
+    from benchmarks.envs.toy import ToyEnv
+
+    env = ToyEnv(4)  # the key is west of the chest's room, where the game starts
+    walk = iter(env.walkthrough)
+    assert env.walkthrough == ["go west", "take key", "go east", "open chest"]
+    llm = ScriptedLLM(responder=lambda k, p, o: next(walk) if k == "choose" else "ok")
+    store = MemoryStore.in_memory(HashingEmbedder(), values=ValueParams(enabler_credit=1.0))
+    settings = load_settings(None, home=str(evolvent_home))
+    with Agent(settings, llm=llm, memory=store, embedder=store.embedder) as agent:
+        result = agent.run(env, max_steps=6)
+    assert result.success
+    records = sorted(store.records("value"), key=lambda r: int(r.meta["step"]))
+    # "go west" made "take key" admissible and "go east" "open chest" (again: the game
+    # starts by the chest): each earns the reward (1) of the action it made possible.
+    assert [(r.text, r.meta["credit"]) for r in records] == [
+        ("go west", 1.0),
+        ("take key", 0.0),
+        ("go east", 1.0),
+        ("open chest", 0.0),
+    ]
 
 
 def test_immediate_outcomes_blame_the_losing_step_not_the_clock() -> None:
