@@ -103,9 +103,8 @@ class MemorySettings(BaseModel):
     values: ValueParams = Field(default_factory=ValueParams)
     """The step-value learner (``[memory.values]``, ``EVOLVENT_MEMORY__VALUES__GAMMA``):
     discount ``gamma``, terminal bonuses, ``instruction_credit``, ``enabler_credit``,
-    ``ridge``, and its
-    exploration (``epsilon``, ``epsilon_decay``, ``epsilon_min``, ``novelty_bonus``,
-    ``coverage_bonus``, ``untried_floor``)."""
+    ``ridge``, and its exploration (``epsilon``, ``epsilon_decay``, ``epsilon_min``,
+    ``novelty_bonus``, ``coverage_bonus``, ``untried_floor``)."""
 
     @field_validator("namespace")
     @classmethod
