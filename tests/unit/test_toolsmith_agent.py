@@ -177,7 +177,8 @@ def values_learned_on_kitchens(home: Path) -> tuple[MemoryStore, Settings, Scrip
     learning = Toolsmith(InProcessToolRegistry(HashingEmbedder()), env_factory=kitchen)
     with Agent(settings, llm=llm, memory=store, embedder=store.embedder, toolsmith=learning) as a:
         for seed in range(3):
-            a.run(KitchenEnv(seed))
+            # Fixed thread ids: exploration is seeded by them, so what is learned is too.
+            a.run(KitchenEnv(seed), thread_id=f"kitchen-{seed}")
     assert store.values.active()
     settings.agent.tool_policy = "follow"
     settings.agent.learn = False  # greedy: the top proposal at every step
