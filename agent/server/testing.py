@@ -105,12 +105,16 @@ def fake_deps(
 ) -> ServerDeps:
     """Server dependencies with a scripted LLM and in-memory stores (one per namespace)."""
     emb = embedder or HashingEmbedder()
+    s = settings or quiet_settings(home)
 
     def memory_factory(namespace: str) -> MemoryStore:
-        return MemoryStore.in_memory(emb, namespace=namespace)
+        # The learners' parameters of the settings, as the real server's stores have them.
+        return MemoryStore.in_memory(
+            emb, namespace=namespace, episodic=s.memory.episodic, values=s.memory.values
+        )
 
     return ServerDeps(
-        settings or quiet_settings(home),
+        s,
         api_keys,
         config or ServerConfig(),
         llm_factory=llm_factory,

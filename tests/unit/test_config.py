@@ -78,3 +78,11 @@ def test_the_readme_config_example_loads_and_shows_the_learners_defaults(
     assert "gamma" in block and "alpha" in block
     # The README says the learners' values it shows are the defaults.
     assert s.memory.values == ValueParams() and s.memory.episodic == EpisodicParams()
+
+
+def test_the_test_servers_stores_learn_with_the_settings_parameters(tmp_path: Path) -> None:
+    from agent.server.testing import fake_deps, quiet_settings
+
+    s = quiet_settings(tmp_path, **{"memory.values.gamma": 0.95, "memory.episodic.alpha": 0.5})
+    store = fake_deps(tmp_path, {"k": "team-a"}, settings=s).memory("team-a")
+    assert store.values.params.gamma == 0.95 and store.episodes.params.alpha == 0.5
