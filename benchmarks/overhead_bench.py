@@ -16,9 +16,12 @@ starts empty each time; games are generated, the endpoint started, litellm impor
 embedder loaded before any timing. Columns: per-episode accounting summed over the run's
 episodes (``EpisodeResult``: wall, LLM, env, memory seconds); ``overhead %`` = the share of
 wall time outside the LLM and the environment (memory included); ``memory %`` that part
-spent in memory; ``framework %`` the rest (graph, checkpoints, prompts); ``ms/step`` wall per
-executor step; ``episodes/s`` over the whole harness run (learning between episodes and
-the batch schedule included) — with ``--concurrency 1`` (the stream) and 4 (batches of 4).
+spent in memory; ``framework %`` the rest (graph, checkpoints, prompts); ``graph floor %``
+the part of the wall time that the agent's graph with empty nodes takes for as many steps
+(``benchmarks.graph_floor``: LangGraph and a synchronous SQLite checkpoint per node, the
+overhead no node can remove; measured once per run); ``ms/step`` wall per executor step;
+``episodes/s`` over the whole harness run (learning between episodes and the batch schedule
+included) — with ``--concurrency 1`` (the stream) and 4 (batches of 4).
 ``--llm-delay-ms`` gives every completion a latency, to see what concurrency buys when the
 LLM, not the framework, is the bottleneck.
 """
@@ -42,6 +45,7 @@ from rich.table import Table
 
 from agent.config import Settings, load_settings
 from agent.errors import EvolventError
+from benchmarks.graph_floor import measure_floor
 from benchmarks.scriptmain import run_script
 
 EMBEDDERS = ("hashing", "minilm")
@@ -64,6 +68,9 @@ class Row(BaseModel):
     memory_pct: float
     framework_pct: float
     """Wall time outside the LLM, the environment and memory, in %."""
+    graph_floor_pct: float = 0.0
+    """The part of the wall time that the agent's graph with empty nodes would take for
+    these steps (``benchmarks.graph_floor``), in %: overhead that no node can remove."""
     ms_per_step: float
     elapsed_s: float
     """Wall clock of the whole harness run."""
@@ -71,9 +78,15 @@ class Row(BaseModel):
 
 
 def aggregate(
-    records: Sequence[dict[str, Any]], env: str, embedder: str, concurrency: int, elapsed: float
+    records: Sequence[dict[str, Any]],
+    env: str,
+    embedder: str,
+    concurrency: int,
+    elapsed: float,
+    floor_ms_per_step: float = 0.0,
 ) -> Row:
-    """Sum the per-episode accounting of a harness run into a ``Row``."""
+    """Sum the per-episode accounting of a harness run into a ``Row`` (``floor_ms_per_step``:
+    the graph floor, ``benchmarks.graph_floor``)."""
     wall = sum(float(r["wall_s"]) for r in records)
     llm = sum(float(r["llm_s"]) for r in records)
     env_s = sum(float(r["env_s"]) for r in records)
@@ -96,6 +109,7 @@ def aggregate(
         overhead_pct=pct(max(0.0, wall - llm - env_s)),
         memory_pct=pct(mem),
         framework_pct=pct(max(0.0, wall - llm - env_s - mem)),
+        graph_floor_pct=pct(steps * floor_ms_per_step / 1000.0),
         ms_per_step=round(1000.0 * wall / steps, 2) if steps else 0.0,
         elapsed_s=round(elapsed, 3),
         episodes_per_s=round(len(records) / elapsed, 3) if elapsed > 0 else 0.0,
@@ -140,6 +154,7 @@ def measure(
     url: str,
     games: Path,
     args: argparse.Namespace,
+    floor_ms_per_step: float = 0.0,
 ) -> Row:
     """Run the harness once for this configuration, in a fresh directory."""
     from benchmarks.harness import BenchSpec, default_backends, run_bench
@@ -159,7 +174,7 @@ def measure(
         started = time.perf_counter()
         records = run_bench(spec, base, backends=default_backends(embedder), console=quiet)
         elapsed = time.perf_counter() - started
-    return aggregate(records, env, embedder, concurrency, elapsed)
+    return aggregate(records, env, embedder, concurrency, elapsed, floor_ms_per_step)
 
 
 def table(rows: Sequence[Row], delay_ms: float = 0.0) -> Table:
@@ -178,6 +193,7 @@ def table(rows: Sequence[Row], delay_ms: float = 0.0) -> Table:
         ("overhead %", "overhead_pct"),
         ("memory %", "memory_pct"),
         ("framework %", "framework_pct"),
+        ("graph floor %", "graph_floor_pct"),
         ("ms/step", "ms_per_step"),
         ("episodes/s", "episodes_per_s"),
     ]
@@ -225,12 +241,20 @@ def _run(args: argparse.Namespace, err: Console) -> int:
         levels = [int(n) for n in _csv(args.concurrency)]
     except ValueError:
         raise EvolventError(f"bad --concurrency {args.concurrency!r}; e.g. 1,4") from None
-    rows = run_all(envs, embedders, levels, args, err)
+    with err.status("measuring the graph floor"):
+        floor = measure_floor(args.max_steps)
+    rows = run_all(envs, embedders, levels, args, err, floor.ms_per_step)
     if args.json:
         meta = {"llm_delay_ms": args.llm_delay_ms, "arm": args.arm, "max_steps": args.max_steps}
+        meta["graph_floor"] = floor.model_dump()
         print(json.dumps({**meta, "rows": [r.model_dump() for r in rows]}, indent=1))
     else:
-        Console(width=200).print(table(rows, args.llm_delay_ms))
+        out = Console(width=200)
+        out.print(table(rows, args.llm_delay_ms))
+        out.print(
+            f"graph floor (the agent's graph with empty nodes, synchronous SQLite checkpoints, "
+            f"{floor.steps}-step episodes): {floor.ms_per_step:.2f} ms per step"
+        )
     return 0
 
 
@@ -240,6 +264,7 @@ def run_all(
     levels: Sequence[int],
     args: argparse.Namespace,
     err: Console,
+    floor_ms_per_step: float = 0.0,
 ) -> list[Row]:
     """Every configuration, each row as it is measured (with a progress bar on a TTY)."""
     from benchmarks.envs.registry import pregenerate
@@ -267,7 +292,17 @@ def run_all(
             bar = progress.add_task("overhead", total=len(configs))
             for env, emb, n in configs:
                 progress.update(bar, description=f"{env} {emb} N={n}")
-                rows.append(measure(env, emb, n, url=url, games=games, args=args))
+                rows.append(
+                    measure(
+                        env,
+                        emb,
+                        n,
+                        url=url,
+                        games=games,
+                        args=args,
+                        floor_ms_per_step=floor_ms_per_step,
+                    )
+                )
                 progress.advance(bar)
     return rows
 

@@ -21,7 +21,9 @@ def test_tiny_run_reports_every_configuration(capsys: pytest.CaptureFixture[str]
     argv = ["--envs", "toy:keys", "--embedders", "hashing", "--concurrency", "1,2"]
     argv += ["--train-seeds", "0-3", "--test-seeds", "100", "--max-steps", "3", "--json"]
     assert overhead_bench.main(argv) == 0
-    rows = json.loads(capsys.readouterr().out)["rows"]
+    out = json.loads(capsys.readouterr().out)
+    rows, floor = out["rows"], out["graph_floor"]
+    assert floor["steps"] == 3 and floor["checkpoints"] and floor["ms_per_step"] > 0
     assert [(r["env"], r["embedder"], r["concurrency"]) for r in rows] == [
         ("toy:keys", "hashing", 1),
         ("toy:keys", "hashing", 2),
@@ -38,6 +40,10 @@ def test_tiny_run_reports_every_configuration(capsys: pytest.CaptureFixture[str]
         assert r["overhead_pct"] == pytest.approx(r["memory_pct"] + r["framework_pct"], abs=0.2)
         assert r["ms_per_step"] == pytest.approx(1000 * r["wall_s"] / r["steps"], rel=0.01)
         assert r["episodes_per_s"] == pytest.approx(r["episodes"] / r["elapsed_s"], rel=0.01)
+        floor_s = r["steps"] * floor["ms_per_step"] / 1000
+        assert r["graph_floor_pct"] == pytest.approx(100 * floor_s / r["wall_s"], abs=0.2)
+        # The real nodes do more than the empty ones: the floor is a part of the overhead.
+        assert 0 < r["graph_floor_pct"] < r["overhead_pct"]
 
 
 def test_table_has_a_row_per_configuration() -> None:
@@ -50,11 +56,12 @@ def test_table_has_a_row_per_configuration() -> None:
         "hashing",
         4,
         elapsed=0.5,
+        floor_ms_per_step=20.0,
     )
     assert (row.overhead_pct, row.memory_pct, row.framework_pct) == (25.0, 10.0, 15.0)
-    assert (row.ms_per_step, row.episodes_per_s) == (200.0, 4.0)
+    assert (row.ms_per_step, row.episodes_per_s, row.graph_floor_pct) == (200.0, 4.0, 10.0)
     t = overhead_bench.table([row])
-    assert t.row_count == 1 and len(t.columns) == 14
+    assert t.row_count == 1 and len(t.columns) == 15
 
 
 def test_bad_options_are_one_line_errors(capsys: pytest.CaptureFixture[str]) -> None:

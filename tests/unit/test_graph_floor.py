@@ -1,0 +1,80 @@
+"""``benchmarks.graph_floor``: the agent's graph with empty nodes, timed."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from langchain_core.runnables import RunnableConfig
+
+from agent.checkpoint import CheckpointStore
+from agent.config import Settings
+from agent.graph import build_graph
+from agent.llm.scripted import ScriptedLLM
+from agent.state import AgentState, EpisodeContext
+from benchmarks import graph_floor
+from benchmarks.envs.toy import ToyEnv
+from memory import HashingEmbedder, MemoryStore
+from toolsmith.registry import InProcessToolRegistry
+from toolsmith.synthesizer import Toolsmith
+
+
+def test_empty_nodes_play_an_episode_through_the_agents_graph(tmp_path: Path) -> None:
+    """The empty nodes run the real wiring to its end: one step record per executor step,
+    a checkpoint per node, the accounting of the real graph."""
+    store = CheckpointStore(tmp_path / "c.sqlite")
+    embedder = HashingEmbedder()
+    graph = build_graph(store.saver, graph_floor.empty_nodes(observation_chars=100))
+    thread = uuid.uuid4().hex
+    ctx = EpisodeContext(
+        env=ToyEnv(0),
+        llm=ScriptedLLM(),
+        memory=MemoryStore.in_memory(embedder),
+        toolsmith=Toolsmith(InProcessToolRegistry(embedder)),
+        settings=Settings(),
+        invocation="x",
+        started=time.perf_counter(),
+    )
+    initial: AgentState = {"thread_id": thread, "task": "t", "max_steps": 4, "step_count": 0}
+    cfg: RunnableConfig = {"configurable": {"thread_id": thread}}
+    nodes = [
+        name
+        for update in graph.stream(initial, cfg, context=ctx, stream_mode="updates")
+        for name in update
+    ]
+    assert nodes == ["planner", *["executor"] * 4, "reflector", "tool_synthesizer"]
+    final = graph.get_state(cfg).values
+    assert [s["index"] for s in final["steps"]] == [0, 1, 2, 3]
+    assert len(final["steps"][0]["observation"]) == 100
+    assert final["stop_reason"] == "step_limit" and final["finished"]
+    assert final["wall_s"] > 0
+    store.close()
+    rows = sqlite3.connect(tmp_path / "c.sqlite").execute("SELECT count(*) FROM checkpoints")
+    assert rows.fetchone()[0] >= 7  # one per node at least
+
+
+def test_the_floor_is_measured_with_and_without_checkpoints() -> None:
+    with_ck = graph_floor.measure_floor(5, 4, checkpoints=True, warm_up=1)
+    without = graph_floor.measure_floor(5, 4, checkpoints=False, warm_up=1)
+    assert (with_ck.steps, with_ck.episodes, with_ck.checkpoints) == (5, 4, True)
+    assert not without.checkpoints
+    for f in (with_ck, without):
+        assert f.ms_per_step > 0
+        assert f.ms_per_step == pytest.approx(f.ms_per_episode / 5, rel=0.01)
+
+
+def test_the_script_prints_both_floors_and_refuses_bad_counts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert graph_floor.main(["--steps", "3", "--episodes", "2", "--json"]) == 0
+    floors = json.loads(capsys.readouterr().out)
+    assert [f["checkpoints"] for f in floors] == [True, False]
+    assert graph_floor.main(["--steps", "2", "--episodes", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "with synchronous SQLite checkpoints" in out and "without checkpoints" in out
+    assert graph_floor.main(["--steps", "0"]) == 2
+    assert "--steps and --episodes must be at least 1" in capsys.readouterr().err
