@@ -64,7 +64,7 @@ def episode_text(
 
 def value_steps(state: AgentState) -> list[ValueStep]:
     """Every action of a finished episode with its features in the context it was taken in,
-    and the step that made it admissible."""
+    the step that made it admissible, and how many new words its answer showed."""
     ctx = EpisodeText.start(state.get("task", ""), state.get("first_observation", ""))
     taken = [s for s in state.get("steps", []) if s["action"] is not None]
     made_possible = enablers(
@@ -87,4 +87,5 @@ def value_steps(state: AgentState) -> list[ValueStep]:
             )
         )
         ctx.observe(action, step["observation"], step["reward"], view.signature)
+        out[-1].discovered = ctx.discovered[-1]
     return out

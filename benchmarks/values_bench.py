@@ -115,6 +115,7 @@ def play(
                 )
             )
             ctx.observe(action, res.text, res.reward, view.signature)
+            steps[-1].discovered = ctx.discovered[-1]
             moves.append(Move(action, res.text, res.reward))
             enabled.append(newly_admissible(admissible, res.admissible))
             admissible, info = res.admissible, res.info

@@ -124,6 +124,9 @@ class EpisodeText:
     """Words of each answer that came with a reward."""
     signatures: list[str] = field(default_factory=list)
     """Signature of each taken action, in the context it was taken in."""
+    discovered: list[int] = field(default_factory=list)
+    """For each taken action: how many content words its answer showed that neither the
+    task nor any earlier text of the episode had shown (what the move revealed)."""
     origins: dict[frozenset[str], int] = field(default_factory=dict)
     """Each line seen so far -> the step whose answer first showed it (-1: the first
     observation)."""
@@ -145,9 +148,12 @@ class EpisodeText:
         ctx._see(first_observation)
         return ctx
 
-    def _see(self, text: str) -> None:
+    def _see(self, text: str) -> int:
+        """Take ``text`` as the current observation; the number of its content words new to
+        the episode."""
         self.observation = text
         self.observation_words = frozenset(tokens(text))
+        new = len(self.observation_words - self.task_words - self.by_word.keys())
         step = len(self.taken) - 1
         for para in _PARAGRAPH_SPLIT.split(text):
             found = lines(para)
@@ -158,6 +164,7 @@ class EpisodeText:
                     self.origins.setdefault(line, step)
                     for word in line:
                         self.by_word.setdefault(word, []).append((p, i))
+        return new
 
     def answered(self, line: frozenset[str]) -> bool:
         """Whether a rewarded answer covered ``line`` (an instruction carried out)."""
@@ -184,7 +191,7 @@ class EpisodeText:
         action's in this context, when the caller has analysed it already)."""
         self.signatures.append(analyse(self, action).signature if signature is None else signature)
         self.taken.append(action)
-        self._see(answer)
+        self.discovered.append(self._see(answer))
         if reward > 0:
             self.rewarded.append(self.observation_words)
 

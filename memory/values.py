@@ -13,7 +13,10 @@ action carried out word for word, e.g. reading a recipe) is credited that later 
 its own (``instruction_credit``): without it, a move that only gathers information earns
 nothing until the policy already follows what it revealed. Likewise a rewarded step credits
 the step that made its action possible (``enabler_credit``): the move after which the
-action became admissible, such as taking the tool that the action names. The fitted weights
+action became admissible, such as taking the tool that the action names. And a step earns a
+little for what it revealed (``discovery``: content words its answer showed that the episode
+had not shown yet), so moves that gather information, like reading a recipe, are made and
+followed early, before anything they lead to has been rewarded. The fitted weights
 are derived state: they are refitted whenever the set of records changes, so deleting an
 episode's records (``evolvent memory delete``) removes what it taught.
 
@@ -65,6 +68,13 @@ class ValueParams(BaseModel):
     """A rewarded step's reward, times this, is also credited to the step that made its
     action admissible (``ValueStep.enabler``): a move that only opens the way to a reward
     (taking a tool, opening a container) earns what that reward earns."""
+    discovery_reward: float = Field(default=0.2, ge=0)
+    """Curiosity: a step whose answer shows ``discovery_words`` content words that the
+    episode had not shown yet (reading a recipe, opening a container) earns this much on top
+    of its reward, less for fewer words, in what the values learn. Scores and outcomes are
+    the environment's; 0: off."""
+    discovery_words: int = Field(default=10, ge=1)
+    """New words that earn the whole ``discovery_reward``."""
     ridge: float = Field(default=1.0, gt=0)
     """L2 penalty of the fit."""
     fit_iterations: int = Field(default=60, ge=1)
@@ -108,6 +118,9 @@ class ValueStep(BaseModel):
     """Index (in the episode's steps) of the step after which this step's action became
     admissible, the last time it did (``enablers``); None when it was admissible from the
     episode's start or the environment lists no admissible actions."""
+    discovered: int = 0
+    """Content words its answer showed that the episode had not shown before
+    (``EpisodeText.discovered``): what the step earns by ``discovery_reward``."""
 
 
 class Assessment(NamedTuple):
@@ -171,15 +184,17 @@ class ValueFunction:
         if not steps:
             return []
         p = self.params
+        found = [discovery(s.discovered, p) for s in steps]
+        earned = [s.reward + d for s, d in zip(steps, found, strict=True)]
         credit = [
             a + b
             for a, b in zip(
-                instruction_credit(steps, p.instruction_credit),
-                enabler_credit(steps, p.enabler_credit),
+                instruction_credit(steps, p.instruction_credit, earned),
+                enabler_credit(steps, p.enabler_credit, earned),
                 strict=True,
             )
         ]
-        rewards = [s.reward + c for s, c in zip(steps, credit, strict=True)]
+        rewards = [e + c for e, c in zip(earned, credit, strict=True)]
         immediate = list(rewards)
         rewards[-1] += p.win_bonus if won else (p.loss_penalty if lost else p.unfinished_penalty)
         # Running out of steps is not the last step's doing; winning or losing is.
@@ -201,14 +216,15 @@ class ValueFunction:
                 meta={
                     "step": i,
                     "reward": step.reward,
+                    "discovery": d,
                     "credit": c,
                     "immediate": now,
                     "signature": step.signature,
                     "features": " ".join(map(str, step.features)),
                 },
             )
-            for i, (step, g, now, c) in enumerate(
-                zip(steps, returns, immediate, credit, strict=True)
+            for i, (step, g, now, c, d) in enumerate(
+                zip(steps, returns, immediate, credit, found, strict=True)
             )
         ]
         vectors = self.embedder.embed([r.key for r in records])
@@ -360,23 +376,35 @@ class ValueSnapshot:
         return ties[rng.randrange(len(ties))], False
 
 
-def instruction_credit(steps: Sequence[ValueStep], weight: float) -> list[float]:
+def discovery(words: int, params: ValueParams) -> float:
+    """What a step earns for showing ``words`` content words new to its episode."""
+    return params.discovery_reward * min(1.0, words / params.discovery_words)
+
+
+def instruction_credit(
+    steps: Sequence[ValueStep], weight: float, rewards: Sequence[float] | None = None
+) -> list[float]:
     """What each step earns for the instructions it revealed: ``weight`` times the reward
-    of every later rewarded step whose ``source`` it is."""
+    of every later rewarded step whose ``source`` it is (``rewards``: what each step earned,
+    when not just ``ValueStep.reward``)."""
+    earned = [s.reward for s in steps] if rewards is None else rewards
     credit = [0.0] * len(steps)
     for i, step in enumerate(steps):
-        if step.reward > 0 and step.source is not None and 0 <= step.source < i:
-            credit[step.source] += weight * step.reward
+        if earned[i] > 0 and step.source is not None and 0 <= step.source < i:
+            credit[step.source] += weight * earned[i]
     return credit
 
 
-def enabler_credit(steps: Sequence[ValueStep], weight: float) -> list[float]:
+def enabler_credit(
+    steps: Sequence[ValueStep], weight: float, rewards: Sequence[float] | None = None
+) -> list[float]:
     """What each step earns for opening the way: ``weight`` times the reward of every later
-    rewarded step whose ``enabler`` it is."""
+    rewarded step whose ``enabler`` it is (``rewards`` as in ``instruction_credit``)."""
+    earned = [s.reward for s in steps] if rewards is None else rewards
     credit = [0.0] * len(steps)
     for i, step in enumerate(steps):
-        if step.reward > 0 and step.enabler is not None and 0 <= step.enabler < i:
-            credit[step.enabler] += weight * step.reward
+        if earned[i] > 0 and step.enabler is not None and 0 <= step.enabler < i:
+            credit[step.enabler] += weight * earned[i]
     return credit
 
 

@@ -48,6 +48,9 @@ def test_value_steps_carry_features_signatures_and_instruction_sources() -> None
     ]
     # Slicing and frying carry out lines the answer to the first action (index 0) showed.
     assert [s.source for s in out] == [None, None, 0, 0]
+    # New words each answer showed: the card "say", "slice", "fry" (card, red and pear were
+    # in the first observation), the take "take", then nothing.
+    assert [s.discovered for s in out] == [3, 1, 0, 0]
     ctx = EpisodeText.start("Follow the card.", "A card. A red pear.")
     for step, record in zip(out, [s for s in STEPS if s["action"]], strict=True):
         view = analyse(ctx, step.action)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from memory.values import (
     ValueFunction,
     ValueParams,
     ValueStep,
+    discovery,
     enabler_credit,
     enablers,
     instruction_credit,
@@ -189,7 +191,9 @@ def test_the_agent_credits_the_moves_that_made_rewarded_actions_admissible(
     walk = iter(env.walkthrough)
     assert env.walkthrough == ["go west", "take key", "go east", "open chest"]
     llm = ScriptedLLM(responder=lambda k, p, o: next(walk) if k == "choose" else "ok")
-    store = MemoryStore.in_memory(HashingEmbedder(), values=ValueParams(enabler_credit=1.0))
+    # No discovery reward: "open chest" earns exactly its reward, and passes exactly that on.
+    params = ValueParams(enabler_credit=1.0, discovery_reward=0.0)
+    store = MemoryStore.in_memory(HashingEmbedder(), values=params)
     settings = load_settings(None, home=str(evolvent_home))
     with Agent(settings, llm=llm, memory=store, embedder=store.embedder) as agent:
         result = agent.run(env, max_steps=6)
@@ -203,6 +207,45 @@ def test_the_agent_credits_the_moves_that_made_rewarded_actions_admissible(
         ("go east", 1.0),
         ("open chest", 0.0),
     ]
+
+
+def test_an_episode_counts_the_words_each_answer_shows_first() -> None:
+    ctx = EpisodeText.start("Cook the meal.", "A kitchen. A cookbook lies on the table.")
+    ctx.observe("read cookbook", "Recipe:\nred pear\nSlice the red pear. Prepare the meal.", 0)
+    ctx.observe("look", "A kitchen. A cookbook lies on the table.", 0)
+    ctx.observe("open fridge", "You open the fridge. Inside: a red pear and a carrot.", 0)
+    # recipe, red, pear, slice, prepare (meal is in the task); nothing; open, fridge, inside,
+    # carrot ("red pear" was read already).
+    assert ctx.discovered == [5, 0, 4]
+
+
+def test_a_step_earns_a_little_for_what_it_revealed() -> None:
+    p = ValueParams(discovery_reward=0.2, discovery_words=10)
+    assert [discovery(n, p) for n in (0, 5, 10, 30)] == [0.0, 0.1, 0.2, 0.2]
+    steps = [
+        ValueStep(state="s", action="read cookbook", reward=0.0, features=[1], discovered=10),
+        ValueStep(state="s", action="look", reward=0.0, features=[2], discovered=0),
+        ValueStep(state="s", action="open fridge", reward=0.0, features=[3], discovered=5),
+        ValueStep(state="s", action="take pear", reward=1.0, features=[4], discovered=0, enabler=2),
+    ]
+
+    def learned(params: ValueParams) -> dict[str, dict[str, Any]]:
+        store = MemoryStore.in_memory(HashingEmbedder(), values=params)
+        store.values.learn(steps, won=False, lost=False, provenance=Provenance(episode_id="e"))
+        return {r.text: {**r.meta, "q": r.q} for r in store.records("value")}
+
+    on = learned(ValueParams(enabler_credit=0.5))
+    off = learned(ValueParams(enabler_credit=0.5, discovery_reward=0.0))
+    # Each record says what its step earned for discovery, apart from the reward.
+    assert [on[a]["discovery"] for a in ("read cookbook", "look", "open fridge")] == [0.2, 0, 0.1]
+    assert {m["discovery"] for m in off.values()} == {0.0}
+    assert on["read cookbook"]["reward"] == 0.0  # the environment's reward, unchanged
+    # Its immediate outcome and its return hold it; the enabler's credit is unchanged (the
+    # step it enabled discovered nothing).
+    assert on["read cookbook"]["immediate"] == pytest.approx(0.2)
+    assert off["read cookbook"]["immediate"] == 0.0
+    assert on["read cookbook"]["q"] > off["read cookbook"]["q"]
+    assert on["open fridge"]["credit"] == off["open fridge"]["credit"] == 0.5
 
 
 def test_immediate_outcomes_blame_the_losing_step_not_the_clock() -> None:

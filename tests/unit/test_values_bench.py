@@ -12,6 +12,7 @@ from benchmarks import values_bench
 from benchmarks.envs.base import Env, StepResult
 from benchmarks.envs.registry import make_env
 from benchmarks.harness.spec import parse_seeds
+from memory.values import ValueParams
 
 
 def _held_out_wins(capsys: pytest.CaptureFixture[str], train: str) -> int:
@@ -70,7 +71,10 @@ def test_demonstrations_teach_the_step_values(tmp_path: Path) -> None:
     from benchmarks.tools_bench import demonstrate, walkthrough
     from memory import HashingEmbedder, MemoryStore
 
-    values = MemoryStore.in_memory(HashingEmbedder()).values
+    # Discovery off: it is an aid to self-play's exploration; here only what the five
+    # walkthroughs' rewards teach is measured.
+    params = ValueParams(discovery_reward=0.0)
+    values = MemoryStore.in_memory(HashingEmbedder(), values=params).values
     walks = {s: walkthrough("toy:keys", s, tmp_path) for s in range(5)}
     assert demonstrate(values, "toy:keys", walks, tmp_path) == 5
     assert values.episodes() == 5
