@@ -34,7 +34,8 @@ from agent.config import Settings
 from agent.errors import EvolventError
 from agent.graph import NodeSet, build_graph, recursion_limit
 from agent.llm.scripted import ScriptedLLM
-from agent.state import AgentState, EpisodeContext, StepRecord
+from agent.nodes.executor import step_record
+from agent.state import AgentState, EpisodeContext
 from benchmarks.envs.toy import ToyEnv
 from benchmarks.scriptmain import run_script
 from memory import HashingEmbedder, MemoryStore
@@ -65,21 +66,8 @@ def empty_nodes(observation_chars: int = 400, admissible: int = 25) -> NodeSet:
 
     def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
         index = state.get("step_count", 0)
-        record = StepRecord(
-            index=index,
-            action=actions[index % len(actions)],
-            observation=observation,
-            reward=0.0,
-            score=0.0,
-            done=False,
-            tool=None,
-            error=None,
-            source="memory",
-            memory_ids=[],
-            llm_s=0.0,
-            env_s=0.0,
-            tokens=0,
-        )
+        record = step_record(index, actions[index % len(actions)], observation, None, 0.0, 0.0)
+        record["source"] = "memory"
         out: dict[str, Any] = {
             "steps": [record],
             "step_count": index + 1,
@@ -100,6 +88,19 @@ def empty_nodes(observation_chars: int = 400, admissible: int = 25) -> NodeSet:
     return NodeSet(planner, executor, reflector, tool_synthesizer)
 
 
+def empty_context(memory: MemoryStore, settings: Settings) -> EpisodeContext:
+    """A graph run's context whose environment, LLM and toolsmith the empty nodes never use."""
+    return EpisodeContext(
+        env=ToyEnv(0),
+        llm=ScriptedLLM(),
+        memory=memory,
+        toolsmith=Toolsmith(InProcessToolRegistry(memory.embedder)),
+        settings=settings,
+        invocation=uuid.uuid4().hex,
+        started=time.perf_counter(),
+    )
+
+
 def measure_floor(
     steps: int = 15, episodes: int = 30, *, checkpoints: bool = True, warm_up: int = 3
 ) -> Floor:
@@ -107,8 +108,7 @@ def measure_floor(
     untimed ones) and time them."""
     if steps < 1 or episodes < 1:
         raise ValueError("steps and episodes must be at least 1")
-    embedder = HashingEmbedder()
-    memory = MemoryStore.in_memory(embedder)
+    memory = MemoryStore.in_memory(HashingEmbedder())
     settings = Settings()
     with tempfile.TemporaryDirectory(prefix="evolvent-floor-") as tmp:
         store = CheckpointStore(Path(tmp) / "checkpoints.sqlite") if checkpoints else None
@@ -120,15 +120,7 @@ def measure_floor(
                     "configurable": {"thread_id": uuid.uuid4().hex},
                     "recursion_limit": recursion_limit(steps, 0),
                 }
-                ctx = EpisodeContext(
-                    env=ToyEnv(0),
-                    llm=ScriptedLLM(),
-                    memory=memory,
-                    toolsmith=Toolsmith(InProcessToolRegistry(embedder)),
-                    settings=settings,
-                    invocation=uuid.uuid4().hex,
-                    started=time.perf_counter(),
-                )
+                ctx = empty_context(memory, settings)
                 initial: AgentState = {
                     "thread_id": cfg["configurable"]["thread_id"],
                     "task": "empty",

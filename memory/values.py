@@ -387,12 +387,7 @@ def instruction_credit(
     """What each step earns for the instructions it revealed: ``weight`` times the reward
     of every later rewarded step whose ``source`` it is (``rewards``: what each step earned,
     when not just ``ValueStep.reward``)."""
-    earned = [s.reward for s in steps] if rewards is None else rewards
-    credit = [0.0] * len(steps)
-    for i, step in enumerate(steps):
-        if earned[i] > 0 and step.source is not None and 0 <= step.source < i:
-            credit[step.source] += weight * earned[i]
-    return credit
+    return _credit_back(steps, weight, rewards, [s.source for s in steps])
 
 
 def enabler_credit(
@@ -400,11 +395,22 @@ def enabler_credit(
 ) -> list[float]:
     """What each step earns for opening the way: ``weight`` times the reward of every later
     rewarded step whose ``enabler`` it is (``rewards`` as in ``instruction_credit``)."""
+    return _credit_back(steps, weight, rewards, [s.enabler for s in steps])
+
+
+def _credit_back(
+    steps: Sequence[ValueStep],
+    weight: float,
+    rewards: Sequence[float] | None,
+    to: Sequence[int | None],
+) -> list[float]:
+    """``weight`` times each rewarded step's reward, credited to the earlier step ``to``
+    names for it."""
     earned = [s.reward for s in steps] if rewards is None else rewards
     credit = [0.0] * len(steps)
-    for i, step in enumerate(steps):
-        if earned[i] > 0 and step.enabler is not None and 0 <= step.enabler < i:
-            credit[step.enabler] += weight * earned[i]
+    for i, target in enumerate(to):
+        if earned[i] > 0 and target is not None and 0 <= target < i:
+            credit[target] += weight * earned[i]
     return credit
 
 

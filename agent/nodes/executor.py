@@ -178,7 +178,7 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
                 raise InvalidLLMOutput("empty answer")
     except InvalidLLMOutput as e:
         used = ctx.llm.meter.snapshot() - llm_before
-        failed: StepRecord = _record(index, None, "(no valid action)", None, used.seconds, 0.0)
+        failed: StepRecord = step_record(index, None, "(no valid action)", None, used.seconds, 0.0)
         failed["error"] = str(e)
         failed["score"] = state.get("score", 0.0)
         failed["memory_ids"] = memory_ids
@@ -217,7 +217,7 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
         last = ctx.env.step(act)
         dt = time.perf_counter() - t0
         env_s += dt
-        rec = _record(
+        rec = step_record(
             index, act, last.text, tool.name if tool else None, llm_s if i == 0 else 0.0, dt
         )
         rec["reward"] = last.reward
@@ -237,7 +237,7 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
     if tool and not records:
         # The tool ran nothing (code error, first step not admissible): a failed step, so
         # the trajectory shows it.
-        empty = _record(index, None, "(tool ran no action)", tool.name, llm_s, 0.0)
+        empty = step_record(index, None, "(tool ran no action)", tool.name, llm_s, 0.0)
         empty["error"] = code_error or f"tool {tool.call}: first action not admissible"
         empty["score"] = state.get("score", 0.0)
         empty["memory_ids"] = memory_ids
@@ -347,9 +347,10 @@ def _limit_update(state: AgentState, step_count: int) -> dict[str, Any]:
     return {}
 
 
-def _record(
+def step_record(
     index: int, action: str | None, obs: str, tool: str | None, llm_s: float, env_s: float
 ) -> StepRecord:
+    """A step's record with the fields every step fills; source ``llm``, no reward yet."""
     return StepRecord(
         index=index,
         action=action,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 import uuid
 from pathlib import Path
 
@@ -14,31 +13,18 @@ from langchain_core.runnables import RunnableConfig
 from agent.checkpoint import CheckpointStore
 from agent.config import Settings
 from agent.graph import build_graph
-from agent.llm.scripted import ScriptedLLM
-from agent.state import AgentState, EpisodeContext
+from agent.state import AgentState
 from benchmarks import graph_floor
-from benchmarks.envs.toy import ToyEnv
 from memory import HashingEmbedder, MemoryStore
-from toolsmith.registry import InProcessToolRegistry
-from toolsmith.synthesizer import Toolsmith
 
 
 def test_empty_nodes_play_an_episode_through_the_agents_graph(tmp_path: Path) -> None:
     """The empty nodes run the real wiring to its end: one step record per executor step,
     a checkpoint per node, the accounting of the real graph."""
     store = CheckpointStore(tmp_path / "c.sqlite")
-    embedder = HashingEmbedder()
     graph = build_graph(store.saver, graph_floor.empty_nodes(observation_chars=100))
     thread = uuid.uuid4().hex
-    ctx = EpisodeContext(
-        env=ToyEnv(0),
-        llm=ScriptedLLM(),
-        memory=MemoryStore.in_memory(embedder),
-        toolsmith=Toolsmith(InProcessToolRegistry(embedder)),
-        settings=Settings(),
-        invocation="x",
-        started=time.perf_counter(),
-    )
+    ctx = graph_floor.empty_context(MemoryStore.in_memory(HashingEmbedder()), Settings())
     initial: AgentState = {"thread_id": thread, "task": "t", "max_steps": 4, "step_count": 0}
     cfg: RunnableConfig = {"configurable": {"thread_id": thread}}
     nodes = [
