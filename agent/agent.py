@@ -414,12 +414,15 @@ class Agent:
             values=self._values,
         )
         try:
-            # "sync": a node's checkpoint is written before the next node runs, so a step
-            # that on_step reported (a REST event, a CLI line) survives a kill. "async" saves
-            # about 4 % of wall time with an instant LLM, but after a kill a resume can play
-            # again, differently, a step its caller has already seen.
+            # agent.durability (default "sync"): a node's checkpoint is written before the
+            # next node runs, so a step that on_step reported (a REST event, a CLI line)
+            # survives a kill; "async" and "exit" trade that for less time per step.
             for update in self.graph.stream(
-                initial, cfg, context=ctx, stream_mode="updates", durability="sync"
+                initial,
+                cfg,
+                context=ctx,
+                stream_mode="updates",
+                durability=settings.agent.durability,
             ):
                 if on_step is None:
                     continue

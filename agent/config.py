@@ -136,6 +136,10 @@ class LimitSettings(BaseModel):
     """Mid-episode reflections per episode."""
 
 
+Durability = Literal["sync", "async", "exit"]
+"""When the graph's checkpoints are written (``AgentSettings.durability``)."""
+
+
 class AgentSettings(BaseModel):
     """Prompting knobs of the nodes."""
 
@@ -169,6 +173,16 @@ class AgentSettings(BaseModel):
     max_options: int = Field(default=64, ge=0)
     """Most admissible actions offered at a step; beyond it the executor offers those most
     relevant to the task and the observation (``agent/shortlist.py``). 0: all of them."""
+    durability: Durability = "sync"
+    """When the graph's checkpoints are written (LangGraph's durability). ``sync``: after
+    every node, before the next one runs, so a process killed at any point resumes from its
+    last step, and a step already reported (a REST event, a CLI line) is never played again.
+    ``async``: the same checkpoints, written while the next node runs; after a kill the last
+    step may be lost, and a resume plays it again (perhaps differently). ``exit``: once, when
+    the episode's run ends, also when it ends with an error or an interrupt; a process
+    killed outright (SIGKILL, power loss) leaves no checkpoint, and the episode is played
+    again from its start. The cheaper modes cut the framework's own time per step
+    (``python -m benchmarks.overhead_bench --durability``)."""
     skip_no_ops: bool = True
     """Leave out of the executor's options an action that, earlier in the episode, was taken
     in the very observation the agent sees now and left it unchanged (it did nothing then, so

@@ -1,11 +1,13 @@
 """What the agent's state machine costs by itself: the floor of the framework overhead.
 
 The agent's graph (``agent.graph.build_graph``: the same wiring, routing and per-node
-accounting, the same SQLite checkpointer and ``sync`` durability as ``Agent`` uses) is run
+accounting, the same SQLite checkpointer and durability as ``Agent`` uses) is run
 with nodes that do no work: the planner plans nothing, each executor step returns a step
 record, an observation and admissible actions of the sizes given, the reflector ends the
 episode. What an episode of these costs is the part of the overhead that no node can
-remove: LangGraph's super-steps and the checkpoint written after each of them.
+remove: LangGraph's super-steps and the checkpoints (``agent.durability``: ``sync`` writes
+one after each super-step before the next runs, ``async`` while the next runs, ``exit`` one
+at the end of the episode).
 
     .venv/bin/python -m benchmarks.graph_floor
     .venv/bin/python -m benchmarks.graph_floor --steps 20 --episodes 50 --json
@@ -23,14 +25,14 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel
 from rich.console import Console
 
 from agent.checkpoint import CheckpointStore
-from agent.config import Settings
+from agent.config import Durability, Settings
 from agent.errors import EvolventError
 from agent.graph import NodeSet, build_graph, recursion_limit
 from agent.llm.scripted import ScriptedLLM
@@ -42,6 +44,8 @@ from memory import HashingEmbedder, MemoryStore
 from toolsmith.registry import InProcessToolRegistry
 from toolsmith.synthesizer import Toolsmith
 
+DURABILITIES: tuple[Durability, ...] = get_args(Durability)
+
 
 class Floor(BaseModel):
     """The cost of empty episodes through the agent's graph."""
@@ -50,6 +54,8 @@ class Floor(BaseModel):
     """Executor steps per episode."""
     episodes: int
     checkpoints: bool
+    durability: Durability = "sync"
+    """When the checkpoints were written (with ``checkpoints``)."""
     ms_per_episode: float
     ms_per_step: float
     """An episode's time divided by its executor steps (planner and reflector included)."""
@@ -102,10 +108,15 @@ def empty_context(memory: MemoryStore, settings: Settings) -> EpisodeContext:
 
 
 def measure_floor(
-    steps: int = 15, episodes: int = 30, *, checkpoints: bool = True, warm_up: int = 3
+    steps: int = 15,
+    episodes: int = 30,
+    *,
+    checkpoints: bool = True,
+    durability: Durability = "sync",
+    warm_up: int = 3,
 ) -> Floor:
     """Play ``episodes`` empty episodes of ``steps`` executor steps (after ``warm_up``
-    untimed ones) and time them."""
+    untimed ones) and time them, with checkpoints written as ``durability`` says."""
     if steps < 1 or episodes < 1:
         raise ValueError("steps and episodes must be at least 1")
     memory = MemoryStore.in_memory(HashingEmbedder())
@@ -127,12 +138,9 @@ def measure_floor(
                     "max_steps": steps,
                     "step_count": 0,
                 }
-                # As Agent drives it: "sync" with a checkpointer (LangGraph refuses a
-                # durability without one).
-                durability: dict[str, Any] = {"durability": "sync"} if store else {}
-                for _ in graph.stream(
-                    initial, cfg, context=ctx, stream_mode="updates", **durability
-                ):
+                # As Agent drives it (LangGraph refuses a durability without a checkpointer).
+                when: dict[str, Any] = {"durability": durability} if store else {}
+                for _ in graph.stream(initial, cfg, context=ctx, stream_mode="updates", **when):
                     pass
 
             for _ in range(warm_up):
@@ -150,6 +158,7 @@ def measure_floor(
         steps=steps,
         episodes=episodes,
         checkpoints=checkpoints,
+        durability=durability,
         ms_per_episode=round(per_episode, 3),
         ms_per_step=round(per_episode / steps, 3),
     )
@@ -169,13 +178,18 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.steps < 1 or args.episodes < 1:
         raise EvolventError("--steps and --episodes must be at least 1")
-    floors = [measure_floor(args.steps, args.episodes, checkpoints=c) for c in (True, False)]
+    floors = [
+        *(measure_floor(args.steps, args.episodes, durability=d) for d in DURABILITIES),
+        measure_floor(args.steps, args.episodes, checkpoints=False),
+    ]
     if args.json:
         print(json.dumps([f.model_dump() for f in floors], indent=1))
         return 0
     out = Console()
     for f in floors:
-        what = "with synchronous SQLite checkpoints" if f.checkpoints else "without checkpoints"
+        what = (
+            f"with {f.durability!r} SQLite checkpoints" if f.checkpoints else "without checkpoints"
+        )
         out.print(
             f"graph floor {what}: {f.ms_per_step:.2f} ms per executor step, "
             f"{f.ms_per_episode:.1f} ms per {f.steps}-step episode ({f.episodes} episodes)"

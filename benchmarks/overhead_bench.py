@@ -18,12 +18,15 @@ episodes (``EpisodeResult``: wall, LLM, env, memory seconds); ``overhead %`` = t
 wall time outside the LLM and the environment (memory included); ``memory %`` that part
 spent in memory; ``framework %`` the rest (graph, checkpoints, prompts); ``graph floor %``
 the part of the wall time that the agent's graph with empty nodes takes for as many steps
-(``benchmarks.graph_floor``: LangGraph and a synchronous SQLite checkpoint per node, the
-overhead no node can remove; measured once per run); ``ms/step`` wall per executor step;
+(``benchmarks.graph_floor``: LangGraph and its SQLite checkpoints, written as
+``--durability`` says, the overhead no node can remove; measured once per run);
+``ms/step`` wall per executor step;
 ``episodes/s`` over the whole harness run (learning between episodes and the batch schedule
 included) — with ``--concurrency 1`` (the stream) and 4 (batches of 4).
-``--llm-delay-ms`` gives every completion a latency, to see what concurrency buys when the
-LLM, not the framework, is the bottleneck.
+``--durability`` sets ``agent.durability`` (default ``sync``: a checkpoint after every node,
+before the next runs; ``async``; ``exit``: one per episode run). ``--llm-delay-ms`` gives
+every completion a latency, to see what concurrency buys when the LLM, not the framework,
+is the bottleneck.
 """
 
 from __future__ import annotations
@@ -36,14 +39,14 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from agent.config import Settings, load_settings
+from agent.config import Durability, Settings, load_settings
 from agent.errors import EvolventError
 from benchmarks.graph_floor import measure_floor
 from benchmarks.scriptmain import run_script
@@ -116,12 +119,18 @@ def aggregate(
     )
 
 
-def _base(home: Path, url: str, games: Path, max_steps: int) -> Settings:
+def _base(
+    home: Path, url: str, games: Path, max_steps: int, durability: Durability = "sync"
+) -> Settings:
     return load_settings(
         None,
         home=str(home),
         games_dir=str(games),
-        **{"llm.base_url": url, "limits.max_steps": max_steps},
+        **{
+            "llm.base_url": url,
+            "limits.max_steps": max_steps,
+            "agent.durability": durability,
+        },
     )
 
 
@@ -169,7 +178,7 @@ def measure(
             max_steps=args.max_steps,
             concurrency=concurrency,
         )
-        base = _base(Path(tmp) / "home", url, games, args.max_steps)
+        base = _base(Path(tmp) / "home", url, games, args.max_steps, args.durability)
         quiet = Console(file=io.StringIO(), force_terminal=False)
         started = time.perf_counter()
         records = run_bench(spec, base, backends=default_backends(embedder), console=quiet)
@@ -177,9 +186,9 @@ def measure(
     return aggregate(records, env, embedder, concurrency, elapsed, floor_ms_per_step)
 
 
-def table(rows: Sequence[Row], delay_ms: float = 0.0) -> Table:
+def table(rows: Sequence[Row], delay_ms: float = 0.0, durability: str = "sync") -> Table:
     what = f"LLM answering after {delay_ms:g} ms" if delay_ms else "instant LLM"
-    t = Table(title=f"framework overhead ({what} over HTTP)")
+    t = Table(title=f"framework overhead ({what} over HTTP, {durability!r} checkpoints)")
     cols = [
         ("env", "env"),
         ("embedder", "embedder"),
@@ -227,6 +236,12 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="make every completion take this long (default 0: instant)",
     )
+    ap.add_argument(
+        "--durability",
+        choices=get_args(Durability),
+        default="sync",
+        help="when checkpoints are written (agent.durability; default sync)",
+    )
     ap.add_argument("--json", action="store_true", help="print JSON instead of the table")
     args = ap.parse_args(argv)
     return run_script(lambda err: _run(args, err))
@@ -242,17 +257,23 @@ def _run(args: argparse.Namespace, err: Console) -> int:
     except ValueError:
         raise EvolventError(f"bad --concurrency {args.concurrency!r}; e.g. 1,4") from None
     with err.status("measuring the graph floor"):
-        floor = measure_floor(args.max_steps)
+        floor = measure_floor(args.max_steps, durability=args.durability)
     rows = run_all(envs, embedders, levels, args, err, floor.ms_per_step)
     if args.json:
-        meta = {"llm_delay_ms": args.llm_delay_ms, "arm": args.arm, "max_steps": args.max_steps}
+        meta = {
+            "llm_delay_ms": args.llm_delay_ms,
+            "arm": args.arm,
+            "max_steps": args.max_steps,
+            "durability": args.durability,
+        }
         meta["graph_floor"] = floor.model_dump()
         print(json.dumps({**meta, "rows": [r.model_dump() for r in rows]}, indent=1))
     else:
         out = Console(width=200)
-        out.print(table(rows, args.llm_delay_ms))
+        out.print(table(rows, args.llm_delay_ms, args.durability))
         out.print(
-            f"graph floor (the agent's graph with empty nodes, synchronous SQLite checkpoints, "
+            f"graph floor (the agent's graph with empty nodes, {args.durability!r} SQLite "
+            "checkpoints, "
             f"{floor.steps}-step episodes): {floor.ms_per_step:.2f} ms per step"
         )
     return 0

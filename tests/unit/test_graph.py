@@ -423,3 +423,49 @@ def test_successes_are_distilled_into_experiences(evolvent_home: Path) -> None:
     assert rows, "two successes of the same task yield a workflow"
     assert any(r["meta"].get("type") == "workflow" for r in rows)
     assert all(r["provenance"]["verifier"] == "distilled" for r in rows)
+
+
+def _checkpoints(db: Path, thread_id: str) -> int:
+    with sqlite3.connect(db) as conn:
+        (n,) = conn.execute(
+            "SELECT count(*) FROM checkpoints WHERE thread_id = ?", (thread_id,)
+        ).fetchone()
+    return int(n)
+
+
+@pytest.mark.parametrize("durability", ["sync", "async", "exit"])
+def test_each_durability_plays_the_same_and_resumes_after_an_error(
+    evolvent_home: Path, durability: str
+) -> None:
+    """``agent.durability`` changes when checkpoints are written, not what is played: the
+    same trajectory, and an episode stopped by an error (here a simulated kill raised in
+    the LLM call) resumes to the same end."""
+    env = ToyEnv(seed=5)
+    walk = env.walkthrough
+    s = settings(evolvent_home, **{"agent.durability": durability})
+    memory = MemoryStore.in_memory(HashingEmbedder())
+    seen: list[int] = []
+    with Agent(s, llm=follow_walkthrough(env), embedder=memory.embedder, memory=memory) as agent:
+        db = agent.settings.checkpoint_path
+
+        def during(step: object) -> None:
+            seen.append(_checkpoints(db, "t-whole"))
+
+        whole = agent.run(env, thread_id="t-whole", on_step=during)
+    killer = follow_walkthrough(ToyEnv(seed=5), kill_at=2)
+    with (
+        Agent(s, llm=killer, embedder=memory.embedder, memory=memory) as agent,
+        pytest.raises(Killed),
+    ):
+        agent.run(ToyEnv(seed=5), thread_id="t-stop")
+    assert whole.success and [st.action for st in whole.trajectory] == walk
+    if durability == "exit":
+        # Nothing is written while the episode runs: a SIGKILL now would leave no checkpoint,
+        # and the episode would be played again from its start.
+        assert seen == [0] * len(walk) and _checkpoints(db, "t-whole") == 1
+    else:
+        assert seen[-1] >= len(walk) and _checkpoints(db, "t-whole") > len(walk)
+    with make_agent(evolvent_home, follow_walkthrough(ToyEnv(seed=5))) as agent:
+        assert agent.has_checkpoint("t-stop")
+        r = agent.resume("t-stop")
+    assert r.success and [st.action for st in r.trajectory] == walk

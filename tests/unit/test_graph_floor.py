@@ -48,19 +48,23 @@ def test_the_floor_is_measured_with_and_without_checkpoints() -> None:
     without = graph_floor.measure_floor(5, 4, checkpoints=False, warm_up=1)
     assert (with_ck.steps, with_ck.episodes, with_ck.checkpoints) == (5, 4, True)
     assert not without.checkpoints
-    for f in (with_ck, without):
+    at_exit = graph_floor.measure_floor(5, 4, durability="exit", warm_up=1)
+    assert at_exit.checkpoints and at_exit.durability == "exit"
+    for f in (with_ck, without, at_exit):
         assert f.ms_per_step > 0
         assert f.ms_per_step == pytest.approx(f.ms_per_episode / 5, rel=0.01)
 
 
-def test_the_script_prints_both_floors_and_refuses_bad_counts(
+def test_the_script_prints_every_floor_and_refuses_bad_counts(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert graph_floor.main(["--steps", "3", "--episodes", "2", "--json"]) == 0
     floors = json.loads(capsys.readouterr().out)
-    assert [f["checkpoints"] for f in floors] == [True, False]
+    assert [f["checkpoints"] for f in floors] == [True, True, True, False]
+    assert [f["durability"] for f in floors[:3]] == ["sync", "async", "exit"]
     assert graph_floor.main(["--steps", "2", "--episodes", "1"]) == 0
     out = capsys.readouterr().out
-    assert "with synchronous SQLite checkpoints" in out and "without checkpoints" in out
+    for what in ("'sync' SQLite checkpoints", "'exit' SQLite checkpoints", "without checkpoints"):
+        assert what in out
     assert graph_floor.main(["--steps", "0"]) == 2
     assert "--steps and --episodes must be at least 1" in capsys.readouterr().err
