@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 DIM = 1 << 18
 """Size of the hashed feature space."""
@@ -96,6 +97,20 @@ class ParsedAction:
     def words(self) -> frozenset[str]:
         return frozenset(self.obj) | frozenset(self.tool)
 
+    @cached_property
+    def own_features(self) -> tuple[int, ...]:
+        """The hashed features it has in any context: bias, verb, verb with each word,
+        verb with each tool word."""
+        v = self.verb
+        feats = [("bias",), ("v", v), *(("vw", v, w) for w in self.words)]
+        feats += [("vt", v, w) for w in self.tool]
+        return tuple(_hash(f) for f in feats)
+
+    @cached_property
+    def mine(self) -> frozenset[str]:
+        """Its words and its stemmed verb: the words a line must share to concern it."""
+        return self.words | {stem(self.verb)}
+
 
 @lru_cache(maxsize=65536)
 def parse_action(action: str) -> ParsedAction:
@@ -141,6 +156,12 @@ class EpisodeText:
     earlier lines of its paragraph (of two words or more) none has; valid while
     ``_open_for`` equals the number of rewarded answers."""
     _open_for: int = field(default=0, repr=False)
+    _views: dict[tuple[object, ...], ActionView] = field(default_factory=dict, repr=False)
+    """``analyse``'s results, keyed by the action and every part of the context they depend
+    on (see ``_view_key``)."""
+    _times_taken: Counter[str] = field(default_factory=Counter, repr=False)
+    _verb_objects: Counter[tuple[str, tuple[str, ...]]] = field(default_factory=Counter, repr=False)
+    """How often each action, and each verb on each object, was taken."""
 
     @classmethod
     def start(cls, task: str, first_observation: str) -> EpisodeText:
@@ -191,6 +212,9 @@ class EpisodeText:
         action's in this context, when the caller has analysed it already)."""
         self.signatures.append(analyse(self, action).signature if signature is None else signature)
         self.taken.append(action)
+        self._times_taken[action] += 1
+        act = parse_action(action)
+        self._verb_objects[act.verb, act.obj] += 1
         self.discovered.append(self._see(answer))
         if reward > 0:
             self.rewarded.append(self.observation_words)
@@ -231,13 +255,33 @@ def action_features(ctx: EpisodeText, action: str) -> list[int]:
 
 
 def analyse(ctx: EpisodeText, action: str) -> ActionView:
-    """The features and the signature of ``action`` in context ``ctx``, in one pass."""
+    """The features and the signature of ``action`` in context ``ctx``.
+
+    Remembered in ``ctx`` under a key made of everything in the context the result depends
+    on: the action's object in the current observation, the lines sharing a word with the
+    action (lines are only ever added, so their number says which), the rewarded answers
+    (their number, likewise), and how often the action and its verb on its object were
+    taken. Most admissible actions keep their key from one step to the next."""
     act = parse_action(action)
+    repeats = min(ctx._times_taken[action], 2)
+    same_vo = min(ctx._verb_objects[act.verb, act.obj], 2)
+    obj = frozenset(act.obj)
+    key = (
+        action,
+        bool(obj) and obj <= ctx.observation_words,
+        sum(len(ctx.by_word.get(w, ())) for w in act.mine),
+        len(ctx.rewarded),
+        repeats,
+        same_vo,
+    )
+    view = ctx._views.get(key)
+    if view is None:
+        view = ctx._views[key] = _analyse(ctx, act, repeats, same_vo)
+    return view
+
+
+def _analyse(ctx: EpisodeText, act: ParsedAction, repeats: int, same_vo: int) -> ActionView:
     verb, obj = act.verb, frozenset(act.obj)
-    words = act.words
-    feats: list[tuple[object, ...]] = [("bias",), ("v", verb)]
-    feats += [("vw", verb, w) for w in words]
-    feats += [("vt", verb, w) for w in act.tool]
     in_task = bool(obj) and obj <= ctx.task_words
     generic: list[tuple[object, ...]] = []
     if obj:
@@ -252,7 +296,7 @@ def analyse(ctx: EpisodeText, action: str) -> ActionView:
     source: tuple[int, int] | None = None
     """(words, -origin) of the best instruction line this action carries out."""
     stemmed_verb = stem(verb)
-    mine = words | {stemmed_verb}
+    mine = act.mine
     # Only lines sharing a word with the action matter: any other covers none of it and
     # cannot hold its object. The order of the lines changes none of the results.
     near = {at for w in mine for at in ctx.by_word.get(w, ())}
@@ -276,8 +320,6 @@ def analyse(ctx: EpisodeText, action: str) -> ActionView:
             open_before = still_open if open_before is None else min(open_before, still_open)
     cover_b = _bucket(best, (0.34, 0.5, 0.67, 0.99))
     open_b = -1 if open_before is None else min(open_before, 3)
-    repeats = min(ctx.taken.count(action), 2)
-    same_vo = min(sum(1 for t in ctx.taken if _same_verb_object(t, act)), 2)
     generic += [
         ("lines", verb, min(n_lines, 4)),
         ("lines", min(n_lines, 4)),
@@ -293,8 +335,8 @@ def analyse(ctx: EpisodeText, action: str) -> ActionView:
         ("verb_object_open", verb_object_open),
         ("verb_object", verb, verb_object),
     ]
-    feats += [("pair", u, w) for u, w in sorted(pairs)]
-    hashed = {_hash(f) for f in feats}
+    hashed = set(act.own_features)
+    hashed.update(_hash(("pair", u, w)) for u, w in pairs)
     for g in generic:
         hashed.update(_copies(g))
     signature = "|".join(
@@ -307,8 +349,3 @@ def analyse(ctx: EpisodeText, action: str) -> ActionView:
 def _copies(generic: tuple[object, ...]) -> tuple[int, ...]:
     """The indices of a generic feature and of its copies (``_GENERIC_COPIES`` in all)."""
     return (_hash(generic), *(_hash((*generic, "copy", k)) for k in range(_GENERIC_COPIES - 1)))
-
-
-def _same_verb_object(taken: str, act: ParsedAction) -> bool:
-    other = parse_action(taken)
-    return other.verb == act.verb and other.obj == act.obj

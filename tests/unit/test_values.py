@@ -92,6 +92,52 @@ def test_feature_hash_cache_is_exact(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(seen) > 500 and cached.cache_info().hits > 0 and copies.cache_info().hits > 0
 
 
+def test_remembered_analyses_equal_fresh_ones() -> None:
+    """``analyse`` remembers its results per context; whatever the episode shows next (lines
+    again, new lines naming an action's words, rewards, repeated moves), a remembered result
+    is what analysing from scratch gives."""
+    card = "A card.\ntake the lamp\nslice the red pear"
+    ctx = EpisodeText.start("Follow the card.", card)
+    knife, axe = "slice red pear with knife", "slice red pear with axe"
+    actions = ["take red pear", knife, axe, "dice pear", "look", "go north"]
+    nothing = "Nothing happens."
+    # Each step changes one thing the results depend on, and little else:
+    script = [
+        ("look", card, 0.0),  # the same lines again
+        ("wait", "Time passes.", 0.0),  # the pear leaves the observation
+        ("look", card, 0.0),
+        ("wait", "Time passes.", 0.0),
+        ("take lamp", "You take the lamp.", 1.0),  # answers a line before the pear's
+        (knife, nothing, 0.0),
+        (axe, nothing, 0.0),  # the same verb on the same object: the knife's twice now
+        (knife, nothing, 0.0),  # the knife itself twice
+        ("go north", "A kitchen. A knife lies here.", 0.0),
+        ("go north", "A kitchen. A knife lies here.", 0.0),
+        ("take red pear", "Taken.", 1.0),
+    ]
+    remembered = 0
+    for action, answer, reward in script:
+        for a in actions:
+            kept = len(ctx._views)
+            got = analyse(ctx, a)
+            remembered += len(ctx._views) == kept
+            act = parse_action(a)
+            fresh = textfeatures._analyse(
+                ctx,
+                act,
+                min(ctx.taken.count(a), 2),
+                min(
+                    sum(
+                        (p.verb, p.obj) == (act.verb, act.obj) for p in map(parse_action, ctx.taken)
+                    ),
+                    2,
+                ),
+            )
+            assert got == fresh, (a, len(ctx.taken))
+        ctx.observe(action, answer, reward)
+    assert remembered > 0  # some results were reused, and were right
+
+
 def test_a_line_naming_verb_and_object_marks_the_instructed_move() -> None:
     ctx = EpisodeText.start(
         "Follow the card.", "A card.\nslice the red pear\n\nYou hold a red pear."
