@@ -49,6 +49,7 @@ _LINE_SPLIT = re.compile(r"\n|(?<=[.!?])\s+")
 _PARAGRAPH_SPLIT = re.compile(r"\n\s*\n")
 
 
+@lru_cache(maxsize=65536)
 def stem(word: str) -> str:
     """Crude English stem: ``roasted``/``roast``, ``fried``/``fry``, ``sliced``/``slice``
     and ``chopped``/``chop`` map to the same string."""

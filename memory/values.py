@@ -37,6 +37,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import NamedTuple
 
 import numpy as np
@@ -322,9 +323,15 @@ class ValueSnapshot:
 
     def assess(self, ctx: EpisodeText, actions: Sequence[str]) -> Assessment:
         """The value and the signature of each of ``actions`` in context ``ctx``."""
-        w = self.weights
         views = [analyse(ctx, a) for a in actions]
-        return Assessment([float(w[v.features].sum()) for v in views], [v.signature for v in views])
+        if not views:
+            return Assessment([], [])
+        # One gather and one segmented sum for all actions (every view has its bias).
+        counts = [len(v.features) for v in views]
+        index = np.fromiter(chain.from_iterable(v.features for v in views), np.intp)
+        gathered = self.weights[index]
+        starts = np.cumsum([0, *counts[:-1]])
+        return Assessment(np.add.reduceat(gathered, starts).tolist(), [v.signature for v in views])
 
     def propose(
         self,
