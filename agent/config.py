@@ -181,7 +181,8 @@ class AgentSettings(BaseModel):
     step may be lost, and a resume plays it again (perhaps differently). ``exit``: once, when
     the episode's run ends, also when it ends with an error or an interrupt; a process
     killed outright (SIGKILL, power loss) leaves no checkpoint, and the episode is played
-    again from its start. The cheaper modes cut the framework's own time per step
+    again from its start (by ``evolvent run --resume``, ``evolvent bench`` and the REST
+    service's resume; steps already reported are then played again). The cheaper modes cut the framework's own time per step
     (``python -m benchmarks.overhead_bench --durability``)."""
     skip_no_ops: bool = True
     """Leave out of the executor's options an action that, earlier in the episode, was taken
