@@ -157,11 +157,15 @@ class EpisodeText:
     earlier lines of its paragraph (of two words or more) none has; valid while
     ``_open_for`` equals the number of rewarded answers."""
     _open_for: int = field(default=0, repr=False)
-    _views: dict[tuple[object, ...], ActionView] = field(default_factory=dict, repr=False)
+    _views: dict[tuple[object, ...], ActionView] = field(
+        default_factory=dict, repr=False, compare=False
+    )
     """``analyse``'s results, keyed by the action and every part of the context they depend
-    on (see ``_view_key``)."""
-    _times_taken: Counter[str] = field(default_factory=Counter, repr=False)
-    _verb_objects: Counter[tuple[str, tuple[str, ...]]] = field(default_factory=Counter, repr=False)
+    on (see ``analyse``)."""
+    _times_taken: Counter[str] = field(default_factory=Counter, repr=False, compare=False)
+    _verb_objects: Counter[tuple[str, tuple[str, ...]]] = field(
+        default_factory=Counter, repr=False, compare=False
+    )
     """How often each action, and each verb on each object, was taken."""
 
     @classmethod
