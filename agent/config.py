@@ -182,8 +182,9 @@ class AgentSettings(BaseModel):
     the episode's run ends, also when it ends with an error or an interrupt; a process
     killed outright (SIGKILL, power loss) leaves no checkpoint, and the episode is played
     again from its start (by ``evolvent run --resume``, ``evolvent bench`` and the REST
-    service's resume; steps already reported are then played again). The cheaper modes cut the framework's own time per step
-    (``python -m benchmarks.overhead_bench --durability``)."""
+    service's resume; steps already reported are then played again). The cheaper modes cut
+    the framework's own time per step (``python -m benchmarks.overhead_bench
+    --durability``)."""
     skip_no_ops: bool = True
     """Leave out of the executor's options an action that, earlier in the episode, was taken
     in the very observation the agent sees now and left it unchanged (it did nothing then, so
