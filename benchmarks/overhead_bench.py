@@ -39,7 +39,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 from pydantic import BaseModel
 from rich.console import Console
@@ -48,7 +48,7 @@ from rich.table import Table
 
 from agent.config import Durability, Settings, load_settings
 from agent.errors import EvolventError
-from benchmarks.graph_floor import measure_floor
+from benchmarks.graph_floor import DURABILITIES, measure_floor
 from benchmarks.scriptmain import run_script
 
 EMBEDDERS = ("hashing", "minilm")
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--durability",
-        choices=get_args(Durability),
+        choices=DURABILITIES,
         default="sync",
         help="when checkpoints are written (agent.durability; default sync)",
     )

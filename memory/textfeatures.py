@@ -99,6 +99,10 @@ class ParsedAction:
         return frozenset(self.obj) | frozenset(self.tool)
 
     @cached_property
+    def object_words(self) -> frozenset[str]:
+        return frozenset(self.obj)
+
+    @cached_property
     def own_features(self) -> tuple[int, ...]:
         """The hashed features it has in any context: bias, verb, verb with each word,
         verb with each tool word."""
@@ -270,7 +274,7 @@ def analyse(ctx: EpisodeText, action: str) -> ActionView:
     act = parse_action(action)
     repeats = min(ctx._times_taken[action], 2)
     same_vo = min(ctx._verb_objects[act.verb, act.obj], 2)
-    obj = frozenset(act.obj)
+    obj = act.object_words
     key = (
         action,
         bool(obj) and obj <= ctx.observation_words,
@@ -286,7 +290,7 @@ def analyse(ctx: EpisodeText, action: str) -> ActionView:
 
 
 def _analyse(ctx: EpisodeText, act: ParsedAction, repeats: int, same_vo: int) -> ActionView:
-    verb, obj = act.verb, frozenset(act.obj)
+    verb, obj = act.verb, act.object_words
     in_task = bool(obj) and obj <= ctx.task_words
     generic: list[tuple[object, ...]] = []
     if obj:
