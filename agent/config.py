@@ -185,6 +185,15 @@ class AgentSettings(BaseModel):
     service's resume; steps already reported are then played again). The cheaper modes cut
     the framework's own time per step (``python -m benchmarks.overhead_bench
     --durability``)."""
+    steps_per_node: int = Field(default=1, ge=1)
+    """Executor steps played in one run of the executor node before it hands back to the
+    graph (sooner when the episode ends or a stall calls for the reflector). 1: every step
+    is a node of its own, checkpointed (``durability``) and reported (a REST event, a CLI
+    line) as it ends. More: the steps of a run are checkpointed and reported together when
+    it hands back, and each saves the graph's super-step and checkpoint (a process killed
+    mid-run resumes from the run's start and plays its steps again). With ``durability =
+    exit`` nothing is checkpointed between nodes anyway, so a high value (the episode's
+    step limit) costs nothing but the grouping of reports."""
     skip_no_ops: bool = True
     """Leave out of the executor's options an action that, earlier in the episode, was taken
     in the very observation the agent sees now and left it unchanged (it did nothing then, so

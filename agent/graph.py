@@ -10,6 +10,7 @@ from langgraph.graph.state import CompiledStateGraph
 
 from agent import nodes, routing
 from agent.state import AgentState, EpisodeContext
+from agent.stepping import stepping
 from agent.timing import NodeFn, accounted
 
 CompiledAgent = CompiledStateGraph[AgentState, EpisodeContext, AgentState, AgentState]
@@ -36,7 +37,7 @@ def build_graph(
     into the same machine to measure what the machine itself costs."""
     g = StateGraph(AgentState, context_schema=EpisodeContext)
     g.add_node("planner", accounted(node_set.planner))
-    g.add_node("executor", accounted(node_set.executor))
+    g.add_node("executor", accounted(stepping(node_set.executor)))
     g.add_node("reflector", accounted(node_set.reflector))
     g.add_node("tool_synthesizer", accounted(node_set.tool_synthesizer))
     g.add_edge(START, "planner")

@@ -7,10 +7,12 @@ record, an observation and admissible actions of the sizes given, the reflector 
 episode. What an episode of these costs is the part of the overhead that no node can
 remove: LangGraph's super-steps and the checkpoints (``agent.durability``: ``sync`` writes
 one after each super-step before the next runs, ``async`` while the next runs, ``exit`` one
-at the end of the episode).
+at the end of the episode). ``--steps-per-node`` plays that many executor steps in each
+run of the executor node (``agent.steps_per_node``), one super-step for all of them.
 
     .venv/bin/python -m benchmarks.graph_floor
     .venv/bin/python -m benchmarks.graph_floor --steps 20 --episodes 50 --json
+    .venv/bin/python -m benchmarks.graph_floor --steps-per-node 20
 
 ``benchmarks.overhead_bench`` measures it once per run and shows, per row, the share of
 wall time it accounts for.
@@ -56,6 +58,8 @@ class Floor(BaseModel):
     checkpoints: bool
     durability: Durability = "sync"
     """When the checkpoints were written (with ``checkpoints``)."""
+    steps_per_node: int = 1
+    """Executor steps per run of the executor node (``agent.steps_per_node``)."""
     ms_per_episode: float
     ms_per_step: float
     """An episode's time divided by its executor steps (planner and reflector included)."""
@@ -113,14 +117,17 @@ def measure_floor(
     *,
     checkpoints: bool = True,
     durability: Durability = "sync",
+    steps_per_node: int = 1,
     warm_up: int = 3,
 ) -> Floor:
     """Play ``episodes`` empty episodes of ``steps`` executor steps (after ``warm_up``
-    untimed ones) and time them, with checkpoints written as ``durability`` says."""
-    if steps < 1 or episodes < 1:
-        raise ValueError("steps and episodes must be at least 1")
+    untimed ones) and time them, with checkpoints written as ``durability`` says and
+    ``steps_per_node`` steps in each run of the executor node."""
+    if steps < 1 or episodes < 1 or steps_per_node < 1:
+        raise ValueError("steps, episodes and steps_per_node must be at least 1")
     memory = MemoryStore.in_memory(HashingEmbedder())
     settings = Settings()
+    settings.agent.steps_per_node = steps_per_node
     with tempfile.TemporaryDirectory(prefix="evolvent-floor-") as tmp:
         store = CheckpointStore(Path(tmp) / "checkpoints.sqlite") if checkpoints else None
         graph = build_graph(store.saver if store else None, empty_nodes())
@@ -159,6 +166,7 @@ def measure_floor(
         episodes=episodes,
         checkpoints=checkpoints,
         durability=durability,
+        steps_per_node=steps_per_node,
         ms_per_episode=round(per_episode, 3),
         ms_per_step=round(per_episode / steps, 3),
     )
@@ -170,17 +178,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--steps", type=int, default=15, help="executor steps per episode")
     ap.add_argument("--episodes", type=int, default=30, help="timed episodes")
+    ap.add_argument(
+        "--steps-per-node",
+        type=int,
+        default=1,
+        help="executor steps per run of the executor node (agent.steps_per_node; default 1)",
+    )
     ap.add_argument("--json", action="store_true", help="print JSON instead of lines")
     args = ap.parse_args(argv)
     return run_script(lambda err: _run(args))
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.steps < 1 or args.episodes < 1:
-        raise EvolventError("--steps and --episodes must be at least 1")
+    if args.steps < 1 or args.episodes < 1 or args.steps_per_node < 1:
+        raise EvolventError("--steps, --episodes and --steps-per-node must be at least 1")
+    per_node = args.steps_per_node
     floors = [
-        *(measure_floor(args.steps, args.episodes, durability=d) for d in DURABILITIES),
-        measure_floor(args.steps, args.episodes, checkpoints=False),
+        *(
+            measure_floor(args.steps, args.episodes, durability=d, steps_per_node=per_node)
+            for d in DURABILITIES
+        ),
+        measure_floor(args.steps, args.episodes, checkpoints=False, steps_per_node=per_node),
     ]
     if args.json:
         print(json.dumps([f.model_dump() for f in floors], indent=1))
@@ -192,7 +210,8 @@ def _run(args: argparse.Namespace) -> int:
         )
         out.print(
             f"graph floor {what}: {f.ms_per_step:.2f} ms per executor step, "
-            f"{f.ms_per_episode:.1f} ms per {f.steps}-step episode ({f.episodes} episodes)"
+            f"{f.ms_per_episode:.1f} ms per {f.steps}-step episode ({f.episodes} episodes, "
+            f"{f.steps_per_node} step(s) per executor node)"
         )
     return 0
 

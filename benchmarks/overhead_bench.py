@@ -24,9 +24,11 @@ the part of the wall time that the agent's graph with empty nodes takes for as m
 ``episodes/s`` over the whole harness run (learning between episodes and the batch schedule
 included) — with ``--concurrency 1`` (the stream) and 4 (batches of 4).
 ``--durability`` sets ``agent.durability`` (default ``sync``: a checkpoint after every node,
-before the next runs; ``async``; ``exit``: one per episode run). ``--llm-delay-ms`` gives
-every completion a latency, to see what concurrency buys when the LLM, not the framework,
-is the bottleneck.
+before the next runs; ``async``; ``exit``: one per episode run), ``--steps-per-node``
+``agent.steps_per_node`` (default 1: each executor step a node of its own; more: that many
+steps in one run of the executor node, one super-step and checkpoint for all of them).
+``--llm-delay-ms`` gives every completion a latency, to see what concurrency buys when the
+LLM, not the framework, is the bottleneck.
 """
 
 from __future__ import annotations
@@ -120,7 +122,12 @@ def aggregate(
 
 
 def _base(
-    home: Path, url: str, games: Path, max_steps: int, durability: Durability = "sync"
+    home: Path,
+    url: str,
+    games: Path,
+    max_steps: int,
+    durability: Durability = "sync",
+    steps_per_node: int = 1,
 ) -> Settings:
     return load_settings(
         None,
@@ -130,6 +137,7 @@ def _base(
             "llm.base_url": url,
             "limits.max_steps": max_steps,
             "agent.durability": durability,
+            "agent.steps_per_node": steps_per_node,
         },
     )
 
@@ -178,7 +186,14 @@ def measure(
             max_steps=args.max_steps,
             concurrency=concurrency,
         )
-        base = _base(Path(tmp) / "home", url, games, args.max_steps, args.durability)
+        base = _base(
+            Path(tmp) / "home",
+            url,
+            games,
+            args.max_steps,
+            args.durability,
+            args.steps_per_node,
+        )
         quiet = Console(file=io.StringIO(), force_terminal=False)
         started = time.perf_counter()
         records = run_bench(spec, base, backends=default_backends(embedder), console=quiet)
@@ -186,9 +201,14 @@ def measure(
     return aggregate(records, env, embedder, concurrency, elapsed, floor_ms_per_step)
 
 
-def table(rows: Sequence[Row], delay_ms: float = 0.0, durability: str = "sync") -> Table:
+def table(
+    rows: Sequence[Row], delay_ms: float = 0.0, durability: str = "sync", steps_per_node: int = 1
+) -> Table:
     what = f"LLM answering after {delay_ms:g} ms" if delay_ms else "instant LLM"
-    t = Table(title=f"framework overhead ({what} over HTTP, {durability!r} checkpoints)")
+    t = Table(
+        title=f"framework overhead ({what} over HTTP, {durability!r} checkpoints, "
+        f"{steps_per_node} step(s) per executor node)"
+    )
     cols = [
         ("env", "env"),
         ("embedder", "embedder"),
@@ -242,6 +262,12 @@ def main(argv: list[str] | None = None) -> int:
         default="sync",
         help="when checkpoints are written (agent.durability; default sync)",
     )
+    ap.add_argument(
+        "--steps-per-node",
+        type=int,
+        default=1,
+        help="executor steps per run of the executor node (agent.steps_per_node; default 1)",
+    )
     ap.add_argument("--json", action="store_true", help="print JSON instead of the table")
     args = ap.parse_args(argv)
     return run_script(lambda err: _run(args, err))
@@ -256,8 +282,12 @@ def _run(args: argparse.Namespace, err: Console) -> int:
         levels = [int(n) for n in _csv(args.concurrency)]
     except ValueError:
         raise EvolventError(f"bad --concurrency {args.concurrency!r}; e.g. 1,4") from None
+    if args.steps_per_node < 1:
+        raise EvolventError(f"bad --steps-per-node {args.steps_per_node}; it must be at least 1")
     with err.status("measuring the graph floor"):
-        floor = measure_floor(args.max_steps, durability=args.durability)
+        floor = measure_floor(
+            args.max_steps, durability=args.durability, steps_per_node=args.steps_per_node
+        )
     rows = run_all(envs, embedders, levels, args, err, floor.ms_per_step)
     if args.json:
         meta = {
@@ -265,15 +295,16 @@ def _run(args: argparse.Namespace, err: Console) -> int:
             "arm": args.arm,
             "max_steps": args.max_steps,
             "durability": args.durability,
+            "steps_per_node": args.steps_per_node,
         }
         meta["graph_floor"] = floor.model_dump()
         print(json.dumps({**meta, "rows": [r.model_dump() for r in rows]}, indent=1))
     else:
         out = Console(width=200)
-        out.print(table(rows, args.llm_delay_ms, args.durability))
+        out.print(table(rows, args.llm_delay_ms, args.durability, args.steps_per_node))
         out.print(
             f"graph floor (the agent's graph with empty nodes, {args.durability!r} SQLite "
-            "checkpoints, "
+            f"checkpoints, {args.steps_per_node} step(s) per executor node, "
             f"{floor.steps}-step episodes): {floor.ms_per_step:.2f} ms per step"
         )
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from pydantic import BaseModel
@@ -15,7 +15,9 @@ from agent.config import Settings, load_settings
 from agent.errors import ResumeError
 from agent.llm.scripted import ScriptedLLM
 from agent.nodes.executor import TOOL_PREFIX, no_op_actions
+from agent.result import EpisodeResult
 from agent.state import AgentState, StepRecord
+from agent.stepping import APPENDED, merge
 from benchmarks.envs.toy import ToyEnv
 from memory import EpisodicParams, HashingEmbedder, MemoryStore
 from memory.mistakes import FailureCase
@@ -469,3 +471,77 @@ def test_each_durability_plays_the_same_and_resumes_after_an_error(
         assert agent.has_checkpoint("t-stop")
         r = agent.resume("t-stop")
     assert r.success and [st.action for st in r.trajectory] == walk
+
+
+def test_merge_appends_the_appended_channels_and_replaces_the_rest() -> None:
+    assert {"steps", "reflections"} == APPENDED
+    first: dict[str, Any] = {"steps": [1], "step_count": 1, "observation": "a"}
+    second: dict[str, Any] = {"steps": [2], "step_count": 2, "reflect_mid": False}
+    assert merge(first, second) == {
+        "steps": [1, 2],
+        "step_count": 2,
+        "observation": "a",
+        "reflect_mid": False,
+    }
+    assert merge({}, {"reflections": ["r"]}) == {"reflections": ["r"]}
+    assert first == {"steps": [1], "step_count": 1, "observation": "a"}  # not changed
+
+
+def _looping(home: Path, per_node: int) -> tuple[EpisodeResult, list[int], int]:
+    """An episode that loops on "look" until its step limit (so the stall detector sends
+    it to the reflector twice on the way): the result, the step indices reported, and the
+    checkpoints written."""
+    llm = ScriptedLLM(responder=lambda k, p, o: "look" if k == "choose" else "ok")
+    store = MemoryStore.in_memory(HashingEmbedder())
+    s = settings(
+        home / str(per_node), **{"agent.skip_no_ops": False, "agent.steps_per_node": per_node}
+    )
+    reported: list[int] = []
+    with Agent(s, llm=llm, embedder=store.embedder, memory=store) as agent:
+        r = agent.run(
+            ToyEnv(seed=1),
+            max_steps=14,
+            thread_id="t",
+            on_step=lambda st: reported.append(st.index),
+        )
+        written = _checkpoints(agent.settings.checkpoint_path, "t")
+    return r, reported, written
+
+
+@pytest.mark.parametrize("per_node", [3, 100])
+def test_steps_per_node_plays_and_reports_the_same_episode_with_fewer_checkpoints(
+    evolvent_home: Path, per_node: int
+) -> None:
+    one, one_reported, one_written = _looping(evolvent_home, 1)
+    many, reported, written = _looping(evolvent_home, per_node)
+    assert len(one.reflections) == 2  # the stalls interrupted the executor's runs
+    keep = {"reflections", "stop_reason", "steps", "score"}
+    assert many.model_dump(include=keep) == one.model_dump(include=keep)
+    played = {"index", "action", "observation", "source", "reward", "error"}
+    assert [st.model_dump(include=played) for st in many.trajectory] == [
+        st.model_dump(include=played) for st in one.trajectory
+    ]
+    assert len(many.memories_written) == len(one.memories_written)
+    assert reported == one_reported == list(range(14))
+    assert written < one_written
+
+
+def test_a_run_of_steps_stopped_by_an_error_resumes_to_the_same_end(
+    evolvent_home: Path,
+) -> None:
+    """A kill in the middle of a run of steps loses that run's steps: the resume plays them
+    again and ends as an uninterrupted episode does."""
+    walk = ToyEnv(seed=5).walkthrough
+    s = settings(evolvent_home, **{"agent.steps_per_node": 50})
+    memory = MemoryStore.in_memory(HashingEmbedder())
+    killer = follow_walkthrough(ToyEnv(seed=5), kill_at=2)
+    with (
+        Agent(s, llm=killer, embedder=memory.embedder, memory=memory) as agent,
+        pytest.raises(Killed),
+    ):
+        agent.run(ToyEnv(seed=5), thread_id="t-stop")
+    llm = follow_walkthrough(ToyEnv(seed=5))
+    with Agent(s, llm=llm, embedder=memory.embedder, memory=memory) as agent:
+        r = agent.resume("t-stop")
+    assert r.success and [st.action for st in r.trajectory] == walk
+    assert [st.index for st in r.trajectory] == list(range(len(walk)))

@@ -67,4 +67,32 @@ def test_the_script_prints_every_floor_and_refuses_bad_counts(
     for what in ("'sync' SQLite checkpoints", "'exit' SQLite checkpoints", "without checkpoints"):
         assert what in out
     assert graph_floor.main(["--steps", "0"]) == 2
-    assert "--steps and --episodes must be at least 1" in capsys.readouterr().err
+    assert "--steps, --episodes and --steps-per-node must be" in capsys.readouterr().err
+    assert graph_floor.main(["--steps", "4", "--episodes", "1", "--steps-per-node", "4"]) == 0
+    assert "4 step(s) per executor node" in capsys.readouterr().out
+    assert graph_floor.main(["--steps-per-node", "0"]) == 2
+    assert "must be at least 1" in capsys.readouterr().err
+
+
+def test_steps_per_node_runs_the_executor_node_less_often(tmp_path: Path) -> None:
+    """With ``agent.steps_per_node`` 3, a 7-step episode is three runs of the executor node
+    (3 + 3 + 1 steps) with the same step records, and the floor per step falls."""
+    store = CheckpointStore(tmp_path / "c.sqlite")
+    graph = build_graph(store.saver, graph_floor.empty_nodes(observation_chars=100))
+    thread = uuid.uuid4().hex
+    settings = Settings()
+    settings.agent.steps_per_node = 3
+    ctx = graph_floor.empty_context(MemoryStore.in_memory(HashingEmbedder()), settings)
+    initial: AgentState = {"thread_id": thread, "task": "t", "max_steps": 7, "step_count": 0}
+    cfg: RunnableConfig = {"configurable": {"thread_id": thread}}
+    updates = list(graph.stream(initial, cfg, context=ctx, stream_mode="updates"))
+    runs = [len(u["executor"]["steps"]) for u in updates if "executor" in u]
+    assert runs == [3, 3, 1]
+    final = graph.get_state(cfg).values
+    assert [s["index"] for s in final["steps"]] == list(range(7))
+    assert final["step_count"] == 7 and final["stop_reason"] == "step_limit"
+    store.close()
+    one = graph_floor.measure_floor(12, 6, steps_per_node=1, warm_up=1)
+    many = graph_floor.measure_floor(12, 6, steps_per_node=12, warm_up=1)
+    assert many.steps_per_node == 12 and one.steps_per_node == 1
+    assert many.ms_per_step < one.ms_per_step

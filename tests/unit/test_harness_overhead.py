@@ -46,17 +46,23 @@ def test_tiny_run_reports_every_configuration(capsys: pytest.CaptureFixture[str]
         assert 0 < r["graph_floor_pct"] < r["overhead_pct"]
 
 
-def test_durability_reaches_the_agent_and_the_floor(capsys: pytest.CaptureFixture[str]) -> None:
+def test_durability_and_steps_per_node_reach_the_agent_and_the_floor(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     argv = ["--envs", "toy:keys", "--embedders", "hashing", "--concurrency", "1"]
     argv += ["--train-seeds", "0-1", "--test-seeds", "100", "--max-steps", "3"]
-    assert overhead_bench.main([*argv, "--durability", "exit", "--json"]) == 0
+    more = ["--durability", "exit", "--steps-per-node", "3", "--json"]
+    assert overhead_bench.main([*argv, *more]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["durability"] == "exit" and out["graph_floor"]["durability"] == "exit"
+    assert out["steps_per_node"] == 3 and out["graph_floor"]["steps_per_node"] == 3
     assert len(out["rows"]) == 1 and out["rows"][0]["episodes"] == 1 + 2 + 1
     with pytest.raises(SystemExit) as bad:  # argparse's own usage error
         overhead_bench.main([*argv, "--durability", "never"])
     assert bad.value.code == 2
     assert "invalid choice: 'never'" in capsys.readouterr().err
+    assert overhead_bench.main([*argv, "--steps-per-node", "0"]) == 2
+    assert "bad --steps-per-node 0" in capsys.readouterr().err
 
 
 def test_table_has_a_row_per_configuration() -> None:
