@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import re
 import zlib
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
+from typing import NamedTuple
 
 DIM = 1 << 18
 """Size of the hashed feature space."""
@@ -112,9 +114,13 @@ class ParsedAction:
         return tuple(_hash(f) for f in feats)
 
     @cached_property
+    def stemmed_verb(self) -> str:
+        return stem(self.verb)
+
+    @cached_property
     def mine(self) -> frozenset[str]:
         """Its words and its stemmed verb: the words a line must share to concern it."""
-        return self.words | {stem(self.verb)}
+        return self.words | {self.stemmed_verb}
 
 
 @lru_cache(maxsize=65536)
@@ -166,11 +172,28 @@ class EpisodeText:
     )
     """``analyse``'s results, keyed by the action and every part of the context they depend
     on (see ``analyse``)."""
+    _lines: dict[str, _LineSummary] = field(default_factory=dict, repr=False, compare=False)
+    """Action -> what the lines seen so far say about it, extended as lines are added."""
+    _by_facts: dict[tuple[str, _Facts], ActionView] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    """``analyse``'s results by the action and its facts: one view per distinct result."""
+    _scores: dict[int, float] = field(default_factory=dict, repr=False, compare=False)
+    """``id`` of a view ``analyse`` returned (all are kept above, so an id is never reused
+    while this context lives) -> its value under the weights ``_scored_by``."""
+    _scored_by: object = field(default=None, repr=False, compare=False)
     _times_taken: Counter[str] = field(default_factory=Counter, repr=False, compare=False)
     _verb_objects: Counter[tuple[str, tuple[str, ...]]] = field(
         default_factory=Counter, repr=False, compare=False
     )
     """How often each action, and each verb on each object, was taken."""
+
+    def scores(self, weights: object) -> dict[int, float]:
+        """The values of views already computed under ``weights`` (a value function's
+        weights, fixed while it is in use), by the view's ``id``."""
+        if self._scored_by is not weights:
+            self._scores, self._scored_by = {}, weights
+        return self._scores
 
     @classmethod
     def start(cls, task: str, first_observation: str) -> EpisodeText:
@@ -270,7 +293,13 @@ def analyse(ctx: EpisodeText, action: str) -> ActionView:
     on: the action's object in the current observation, the lines sharing a word with the
     action (lines are only ever added, so their number says which), the rewarded answers
     (their number, likewise), and how often the action and its verb on its object were
-    taken. Most admissible actions keep their key from one step to the next."""
+    taken. Most admissible actions keep their key from one step to the next.
+
+    When the key is new, what the action's lines say (``_LineSummary``) is extended with
+    the lines added since it was last asked, not rebuilt, and the features are made only
+    when those facts (``_Facts``) are new for the action: otherwise the view made for the
+    same facts before, in this episode or an earlier one, is returned. Every view is the
+    one analysing from scratch (``_analyse``) would make."""
     act = parse_action(action)
     repeats = min(ctx._times_taken[action], 2)
     same_vo = min(ctx._verb_objects[act.verb, act.obj], 2)
@@ -285,53 +314,179 @@ def analyse(ctx: EpisodeText, action: str) -> ActionView:
     )
     view = ctx._views.get(key)
     if view is None:
-        view = ctx._views[key] = _analyse(ctx, act, repeats, same_vo)
+        summary = ctx._lines.get(action)
+        if summary is None or summary.rewarded != len(ctx.rewarded):
+            summary = ctx._lines[action] = _LineSummary(len(ctx.rewarded))
+        summary.extend(ctx, act)
+        # New lines seldom change the facts: then the view made before is the answer (in
+        # this episode, the very object whose value ``ValueSnapshot.assess`` remembers).
+        facts = (action, _facts(ctx, act, summary, repeats, same_vo))
+        view = ctx._by_facts.get(facts)
+        if view is None:
+            view = ctx._by_facts[facts] = _known_view(*facts)
+        ctx._views[key] = view
     return view
 
 
 def _analyse(ctx: EpisodeText, act: ParsedAction, repeats: int, same_vo: int) -> ActionView:
-    verb, obj = act.verb, act.object_words
-    in_task = bool(obj) and obj <= ctx.task_words
-    generic: list[tuple[object, ...]] = []
-    if obj:
-        generic.append(("obj_in_current", verb, obj <= ctx.observation_words))
-        generic.append(("obj_in_task", verb, in_task))
-    n_lines = 0
-    whole = False
-    best = 0.0
+    """``analyse`` from scratch: every line of the episode taken into account at once."""
+    summary = _LineSummary(len(ctx.rewarded))
+    summary.extend(ctx, act)
+    return _view(act, _facts(ctx, act, summary, repeats, same_vo))
+
+
+@dataclass
+class _LineSummary:
+    """What the lines sharing a word with one action say about it, over the paragraphs
+    taken into account so far (``done``). Every part is a count, a flag, a maximum, a
+    minimum or a union over lines, so lines added later extend it without a rescan; only
+    a new rewarded answer (which changes which lines are answered) starts it again."""
+
+    rewarded: int
+    """The number of rewarded answers it holds for."""
+    done: int = 0
+    n_lines: int = 0
+    """Lines holding all of the action's object words."""
+    whole: bool = False
+    """Some line is the object alone."""
+    best: float = 0.0
+    """The largest share of a line's words that the action's words cover."""
     open_before: int | None = None
-    verb_object = verb_object_open = False
-    pairs: set[tuple[str, str]] = set()
+    """The fewest open lines before a line the action covers completely."""
+    verb_object: bool = False
+    verb_object_open: bool = False
+    pairs: set[tuple[str, str]] = field(default_factory=set)
     source: tuple[int, int] | None = None
     """(words, -origin) of the best instruction line this action carries out."""
-    stemmed_verb = stem(verb)
-    mine = act.mine
-    # Only lines sharing a word with the action matter: any other covers none of it and
-    # cannot hold its object. The order of the lines changes none of the results.
-    near = {at for w in mine for at in ctx.by_word.get(w, ())}
-    for p, i in near:
-        line = ctx.paragraphs[p][i]
-        if obj and obj <= line:
-            n_lines += 1
-            whole = whole or line == obj
-            if len(line) <= len(obj) + 2:
-                pairs.update((u, w) for u in line - obj for w in (verb, *act.tool))
-            if stemmed_verb in line:
-                verb_object = True
-                verb_object_open = verb_object_open or not ctx.line_state(p, i)[0]
-        cover = len(line & mine) / len(line)
-        best = max(best, cover)
-        if cover == 1.0:
-            origin = ctx.origins.get(line, -1)
-            if len(line) >= 2 and origin >= 0:
-                source = max(source or (0, 0), (len(line), -origin))
-            still_open = ctx.line_state(p, i)[1]
-            open_before = still_open if open_before is None else min(open_before, still_open)
-    cover_b = _bucket(best, (0.34, 0.5, 0.67, 0.99))
-    open_b = -1 if open_before is None else min(open_before, 3)
+
+    def extend(self, ctx: EpisodeText, act: ParsedAction) -> None:
+        """Take the paragraphs added since the last call into account."""
+        since = self.done
+        self.done = len(ctx.paragraphs)
+        # Only lines sharing a word with the action matter: any other covers none of it and
+        # cannot hold its object. Each word's lines are listed in the order they were seen.
+        near: set[tuple[int, int]] = set()
+        for w in act.mine:
+            at = ctx.by_word.get(w)
+            if at:
+                near.update(at[bisect_left(at, (since, -1)) :] if since else at)
+        obj, mine, stemmed_verb = act.object_words, act.mine, act.stemmed_verb
+        # The order of the lines changes none of the results.
+        for p, i in near:
+            line = ctx.paragraphs[p][i]
+            if obj and obj <= line:
+                self.n_lines += 1
+                self.whole = self.whole or line == obj
+                if len(line) <= len(obj) + 2:
+                    self.pairs.update((u, w) for u in line - obj for w in (act.verb, *act.tool))
+                if stemmed_verb in line:
+                    self.verb_object = True
+                    self.verb_object_open = self.verb_object_open or not ctx.line_state(p, i)[0]
+            cover = len(line & mine) / len(line)
+            self.best = max(self.best, cover)
+            if cover == 1.0:
+                origin = ctx.origins.get(line, -1)
+                if len(line) >= 2 and origin >= 0:
+                    self.source = max(self.source or (0, 0), (len(line), -origin))
+                still_open = ctx.line_state(p, i)[1]
+                if self.open_before is None or still_open < self.open_before:
+                    self.open_before = still_open
+
+
+class _Facts(NamedTuple):
+    """Everything about an action in one context that its features and signature depend
+    on: two contexts that agree on these give the action the same ``ActionView``."""
+
+    in_current: bool | None
+    """Its object is in the current observation (``None``: it has no object)."""
+    in_task: bool
+    n_lines: int
+    whole: bool
+    cover: int
+    open_before: int
+    repeats: int
+    same_vo: int
+    verb_object: bool
+    verb_object_open: bool
+    pairs: frozenset[tuple[str, str]]
+    source: tuple[int, int] | None
+
+
+def _facts(
+    ctx: EpisodeText, act: ParsedAction, lines: _LineSummary, repeats: int, same_vo: int
+) -> _Facts:
+    obj = act.object_words
+    return _Facts(
+        obj <= ctx.observation_words if obj else None,
+        bool(obj) and obj <= ctx.task_words,
+        min(lines.n_lines, 4),
+        lines.whole,
+        _bucket(lines.best, (0.34, 0.5, 0.67, 0.99)),
+        -1 if lines.open_before is None else min(lines.open_before, 3),
+        repeats,
+        same_vo,
+        lines.verb_object,
+        lines.verb_object_open,
+        frozenset(lines.pairs),
+        lines.source,
+    )
+
+
+@lru_cache(maxsize=8192)
+def _known_view(action: str, f: _Facts) -> ActionView:
+    """``_view``, remembered across episodes: actions and facts recur from game to game."""
+    return _view(parse_action(action), f)
+
+
+def _view(act: ParsedAction, f: _Facts) -> ActionView:
+    """The action's features and signature from its facts."""
+    verb = act.verb
+    hashed = set(act.own_features)
+    hashed.update(_hash(("pair", u, w)) for u, w in f.pairs)
+    hashed.update(
+        _generic(
+            verb,
+            f.in_current,
+            f.in_task,
+            f.n_lines,
+            f.whole,
+            f.cover,
+            f.open_before,
+            f.repeats,
+            f.same_vo,
+            f.verb_object,
+            f.verb_object_open,
+        )
+    )
+    signature = "|".join(
+        map(str, (verb, f.cover, f.open_before, int(f.verb_object_open), int(f.in_task), f.repeats))
+    )
+    return ActionView(sorted(hashed), signature, None if f.source is None else -f.source[1])
+
+
+@lru_cache(maxsize=65536)
+def _generic(
+    verb: str,
+    in_current: bool | None,
+    in_task: bool,
+    n_lines: int,
+    whole: bool,
+    cover_b: int,
+    open_b: int,
+    repeats: int,
+    same_vo: int,
+    verb_object: bool,
+    verb_object_open: bool,
+) -> frozenset[int]:
+    """The indices of the generic (word-free) features, copies included (``in_current``:
+    ``None`` for an action without an object, which has neither object feature)."""
+    generic: list[tuple[object, ...]] = []
+    if in_current is not None:
+        generic.append(("obj_in_current", verb, in_current))
+        generic.append(("obj_in_task", verb, in_task))
     generic += [
-        ("lines", verb, min(n_lines, 4)),
-        ("lines", min(n_lines, 4)),
+        ("lines", verb, n_lines),
+        ("lines", n_lines),
         ("whole", verb, whole),
         ("whole", whole),
         ("cover", verb, cover_b),
@@ -344,14 +499,7 @@ def _analyse(ctx: EpisodeText, act: ParsedAction, repeats: int, same_vo: int) ->
         ("verb_object_open", verb_object_open),
         ("verb_object", verb, verb_object),
     ]
-    hashed = set(act.own_features)
-    hashed.update(_hash(("pair", u, w)) for u, w in pairs)
-    for g in generic:
-        hashed.update(_copies(g))
-    signature = "|".join(
-        map(str, (verb, cover_b, open_b, int(verb_object_open), int(in_task), repeats))
-    )
-    return ActionView(sorted(hashed), signature, None if source is None else -source[1])
+    return frozenset(i for g in generic for i in _copies(g))
 
 
 @lru_cache(maxsize=65536)

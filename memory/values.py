@@ -326,12 +326,18 @@ class ValueSnapshot:
         views = [analyse(ctx, a) for a in actions]
         if not views:
             return Assessment([], [])
-        # One gather and one segmented sum for all actions (every view has its bias).
-        counts = [len(v.features) for v in views]
-        index = np.fromiter(chain.from_iterable(v.features for v in views), np.intp)
-        gathered = self.weights[index]
-        starts = np.cumsum([0, *counts[:-1]])
-        return Assessment(np.add.reduceat(gathered, starts).tolist(), [v.signature for v in views])
+        # A view's value is computed once per context and weights: most actions keep their
+        # view from one step to the next. The new ones are summed in one gather and one
+        # segmented sum (every view has its bias, so no segment is empty).
+        known = ctx.scores(self.weights)
+        new = list({id(v): v for v in views if id(v) not in known}.values())
+        if new:
+            counts = [len(v.features) for v in new]
+            index = np.fromiter(chain.from_iterable(v.features for v in new), np.intp)
+            starts = np.cumsum([0, *counts[:-1]])
+            sums = np.add.reduceat(self.weights[index], starts).tolist()
+            known.update(zip(map(id, new), sums, strict=True))
+        return Assessment([known[id(v)] for v in views], [v.signature for v in views])
 
     def propose(
         self,

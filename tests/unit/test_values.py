@@ -20,6 +20,7 @@ from memory.textfeatures import EpisodeText, action_features, analyse, parse_act
 from memory.values import (
     ValueFunction,
     ValueParams,
+    ValueSnapshot,
     ValueStep,
     discovery,
     enabler_credit,
@@ -63,6 +64,7 @@ def test_feature_hash_cache_is_exact(monkeypatch: pytest.MonkeyPatch) -> None:
     cached.cache_clear()
     copies = textfeatures._copies
     copies.cache_clear()
+    textfeatures._generic.cache_clear()  # it holds _copies' results
     seen: list[int] = []
 
     def checked_copies(generic: tuple[object, ...]) -> tuple[int, ...]:
@@ -92,6 +94,33 @@ def test_feature_hash_cache_is_exact(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(seen) > 500 and cached.cache_info().hits > 0 and copies.cache_info().hits > 0
 
 
+def test_assessed_values_are_the_weights_summed_over_each_actions_features() -> None:
+    """``assess`` remembers each view's value in the episode's context; whatever the episode
+    shows next, and under other weights on the same context, a value is its features'
+    weights summed."""
+    rng = np.random.default_rng(3)
+    snapshots = [
+        ValueSnapshot(rng.normal(size=textfeatures.DIM), Counter(), Counter(), 5, 50, ValueParams())
+        for _ in range(2)
+    ]
+    ctx = EpisodeText.start("Follow the card.", "A card.\ntake the lamp\nslice the red pear")
+    actions = ["take red pear", "slice red pear with knife", "take lamp", "look", "go north"]
+    script = [
+        ("look", "A card.\ntake the lamp\nslice the red pear", 0.0),
+        ("take lamp", "You take the lamp.", 1.0),
+        ("go north", "A kitchen. A knife and a red pear lie here.", 0.0),
+        ("take red pear", "Taken.", 1.0),
+    ]
+    for action, answer, reward in script:
+        for snap in (*snapshots, snapshots[0]):
+            got = snap.assess(ctx, [*actions, actions[0]])
+            for a, value, signature in zip([*actions, actions[0]], *got, strict=True):
+                view = analyse(ctx, a)
+                assert value == pytest.approx(float(snap.weights[view.features].sum()), abs=1e-9)
+                assert signature == view.signature
+        ctx.observe(action, answer, reward)
+
+
 def test_remembered_analyses_equal_fresh_ones() -> None:
     """``analyse`` remembers its results per context; whatever the episode shows next (lines
     again, new lines naming an action's words, rewards, repeated moves), a remembered result
@@ -99,7 +128,17 @@ def test_remembered_analyses_equal_fresh_ones() -> None:
     card = "A card.\ntake the lamp\nslice the red pear"
     ctx = EpisodeText.start("Follow the card.", card)
     knife, axe = "slice red pear with knife", "slice red pear with axe"
-    actions = ["take red pear", knife, axe, "dice pear", "look", "go north"]
+    # (Two actions alike in everything but their words: "eat stone", "eat plank".)
+    actions = [
+        "take red pear",
+        knife,
+        axe,
+        "dice pear",
+        "look",
+        "go north",
+        "eat stone",
+        "eat plank",
+    ]
     nothing = "Nothing happens."
     # Each step changes one thing the results depend on, and little else:
     script = [
