@@ -181,7 +181,8 @@ class ValueFunction:
         lost: bool,
         provenance: Provenance | None = None,
     ) -> list[str]:
-        """Store the steps of a finished episode and refit; returns the record ids."""
+        """Store the steps of a finished episode; returns the record ids. The values are
+        refitted to them when next read."""
         if not steps:
             return []
         p = self.params
@@ -236,7 +237,11 @@ class ValueFunction:
             for rec in records:
                 self._add_row(rec.id, _row(rec))
             self._recent = Counter(s.signature for s in steps if s.signature)
-            self._fit()
+            # Refitted when the values are next read (``snapshot``), not here: episodes
+            # learned one after another with no read between them (a batch's deferred
+            # learning) cost one fit, not one each. With a read after every episode, the
+            # fits are the same as refitting here.
+            self._fitted, self._combined = False, None
         return [r.id for r in records]
 
     def _sync(self) -> None:
