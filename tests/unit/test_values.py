@@ -15,6 +15,7 @@ from agent import Agent
 from agent.config import load_settings
 from agent.llm.scripted import ScriptedLLM
 from memory import HashingEmbedder, MemoryStore, textfeatures
+from memory import values as values_module
 from memory.records import Provenance
 from memory.textfeatures import EpisodeText, action_features, analyse, parse_action, stem
 from memory.values import (
@@ -387,6 +388,30 @@ def test_a_snapshot_keeps_the_values_it_was_taken_with() -> None:
     after = values.snapshot()
     assert after.episodes == 2 and dict(after.signatures) == {"a": 1, "b": 1}
     assert after.assess(ctx, ["fetch jar"]).values != seen.values[:1]
+
+
+def test_episodes_learned_without_a_read_between_cost_one_fit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fits: list[int] = []
+    real_fit = values_module.ridge_fit
+
+    def counted(feats: Any, y: np.ndarray, *args: Any) -> np.ndarray:
+        fits.append(len(y))
+        return real_fit(feats, y, *args)
+
+    monkeypatch.setattr(values_module, "ridge_fit", counted)
+    values = MemoryStore.in_memory(HashingEmbedder()).values
+    steps = [ValueStep(state="s", action="fetch jar", reward=1.0, features=[7, 9])]
+    for episode in "abc":  # a batch's deferred learning: no read in between
+        values.learn(steps, True, False, Provenance(episode_id=episode))
+    assert fits == []
+    first = values.snapshot()
+    # One fit of each model (returns, immediate outcomes) over all three episodes' records.
+    assert fits == [3, 3] and first.support == 3
+    assert values.snapshot().weights is first.weights and len(fits) == 2  # nothing new
+    values.learn(steps, False, True, Provenance(episode_id="d"))
+    assert values.snapshot().weights[7] < first.weights[7] and fits[2:] == [4, 4]
 
 
 def test_exploration_prefers_kinds_of_moves_rarely_tried() -> None:
