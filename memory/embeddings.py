@@ -11,6 +11,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -182,24 +183,30 @@ class HashingEmbedder:
     def name(self) -> str:
         return f"hashing-{self._dim}"
 
-    def _features(self, text: str) -> list[str]:
-        words = _TOKEN.findall(text.lower())
-        feats = [f"w:{w}" for w in words]
-        for w in words:
-            padded = f"#{w}#"
-            feats.extend(f"c:{padded[i : i + 3]}" for i in range(len(padded) - 2))
-        return feats
-
     def embed(self, texts: Sequence[str]) -> Vectors:
         out = np.zeros((len(texts), self._dim), dtype=np.float32)
         for row, text in enumerate(texts):
-            for f in self._features(text):
-                h = int.from_bytes(hashlib.blake2b(f.encode(), digest_size=8).digest(), "little")
-                out[row, h % self._dim] += 1.0 if (h >> 63) & 1 else -1.0
-            norm = float(np.linalg.norm(out[row]))
+            vec = out[row]
+            for word in _TOKEN.findall(text.lower()):
+                for index, sign in _word_slots(word, self._dim):
+                    vec[index] += sign
+            norm = float(np.linalg.norm(vec))
             if norm > 0:
-                out[row] /= norm
+                vec /= norm
         return out
+
+
+@lru_cache(maxsize=65536)
+def _word_slots(word: str, dim: int) -> tuple[tuple[int, float], ...]:
+    """Where a word's features (the word itself and its character trigrams, the word padded
+    with ``#``) land among ``dim`` slots, with their signs. Remembered: words recur."""
+    padded = f"#{word}#"
+    features = [f"w:{word}", *(f"c:{padded[i : i + 3]}" for i in range(len(padded) - 2))]
+    slots = []
+    for f in features:
+        h = int.from_bytes(hashlib.blake2b(f.encode(), digest_size=8).digest(), "little")
+        slots.append((h % dim, 1.0 if (h >> 63) & 1 else -1.0))
+    return tuple(slots)
 
 
 _default: Embedder | None = None
