@@ -84,26 +84,37 @@ class EpisodicMemory:
         provenance: Provenance | None = None,
     ) -> str:
         """Store an episode; returns its id (an existing id when the intent is merged)."""
+        return self.learn_episode([], 0.0, intent, experience, success, reward, meta, provenance)
+
+    def learn_episode(
+        self,
+        used: Sequence[str],
+        outcome: float,
+        intent: str,
+        experience: str,
+        success: bool,
+        reward: float,
+        meta: dict[str, Any] | None = None,
+        provenance: Provenance | None = None,
+    ) -> str:
+        """``reinforce(used, outcome)`` then ``add(intent, ...)``, with the same result, in
+        as few store writes as it takes: the records both change (an episode filed under a
+        memory it used) are written once, together. Returns the episode's id."""
         prov = provenance or Provenance()
         prov.outcome = "success" if success else "failure"
         vec = self.embedder.embed([intent])
         entry = {"experience": experience, "success": success, "reward": reward, "at": time.time()}
         with self._lock:
+            changed = {r.id: r for r in self._reinforced(used, outcome)}
             near = self.backend.query(self.collection, vec[0], 1)
             if near and near[0][1] >= self.params.merge_threshold:
-                rec = near[0][0]
-                hist = list(rec.meta.get("history", []))
-                hist.append(entry)
-                rec.meta["history"] = hist[-self.params.history :]
-                rec.meta["merged"] = int(rec.meta.get("merged", 0)) + 1
-                # A success is a better example than a failure; don't let a failure replace it.
-                if success or rec.provenance.outcome != "success":
-                    rec.text = experience
-                    rec.provenance.outcome = prov.outcome
-                    rec.provenance.episode_id = prov.episode_id or rec.provenance.episode_id
-                rec.provenance.updated_at = time.time()
-                self.backend.update(self.collection, [rec])
+                rec = changed.get(near[0][0].id, near[0][0])
+                self._merge(rec, entry, success, prov)
+                changed[rec.id] = rec
+                self.backend.update(self.collection, list(changed.values()))
                 return rec.id
+            if changed:
+                self.backend.update(self.collection, list(changed.values()))
             rec = MemoryRecord(
                 id=new_id("ep"),
                 kind="episode",
@@ -115,6 +126,21 @@ class EpisodicMemory:
             )
             self.backend.add(self.collection, [rec], vec)
             return rec.id
+
+    def _merge(
+        self, rec: MemoryRecord, entry: dict[str, Any], success: bool, prov: Provenance
+    ) -> None:
+        """File an episode (its history ``entry``) under the existing record ``rec``."""
+        hist = list(rec.meta.get("history", []))
+        hist.append(entry)
+        rec.meta["history"] = hist[-self.params.history :]
+        rec.meta["merged"] = int(rec.meta.get("merged", 0)) + 1
+        # A success is a better example than a failure; don't let a failure replace it.
+        if success or rec.provenance.outcome != "success":
+            rec.text = str(entry["experience"])
+            rec.provenance.outcome = prov.outcome
+            rec.provenance.episode_id = prov.episode_id or rec.provenance.episode_id
+        rec.provenance.updated_at = time.time()
 
     def recall(self, query: str) -> list[tuple[MemoryRecord, float]]:
         """Phase A: candidates with similarity >= delta, at most k1."""
@@ -164,20 +190,25 @@ class EpisodicMemory:
 
     def reinforce(self, ids: Sequence[str], reward: float) -> dict[str, float]:
         """Q <- Q + alpha*(r - Q) for each id; returns the new Q values."""
-        out: dict[str, float] = {}
         with self._lock:
-            recs = self.backend.get(self.collection, list(dict.fromkeys(ids)))
-            for rec in recs:
-                rec.q = rec.q + self.params.alpha * (reward - rec.q)
-                rec.uses += 1
-                if reward > 0:
-                    rec.successes += 1
-                else:
-                    rec.failures += 1
-                rec.provenance.updated_at = time.time()
-                out[rec.id] = rec.q
+            recs = self._reinforced(ids, reward)
             self.backend.update(self.collection, recs)
-        return out
+        return {rec.id: rec.q for rec in recs}
+
+    def _reinforced(self, ids: Sequence[str], reward: float) -> list[MemoryRecord]:
+        """The records of ``ids`` with their Q updated by ``reward`` (not written yet)."""
+        if not ids:
+            return []
+        recs = self.backend.get(self.collection, list(dict.fromkeys(ids)))
+        for rec in recs:
+            rec.q = rec.q + self.params.alpha * (reward - rec.q)
+            rec.uses += 1
+            if reward > 0:
+                rec.successes += 1
+            else:
+                rec.failures += 1
+            rec.provenance.updated_at = time.time()
+        return recs
 
     def count(self) -> int:
         return self.backend.count(self.collection)

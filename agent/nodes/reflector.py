@@ -76,7 +76,6 @@ def write_memories(state: AgentState, mem: MemoryStore, settings: Settings) -> l
     success = success_of(state)
     reward = 1.0 if success else -1.0
     used = state.get("memories_used", [])
-    mem.episodes.reinforce([i for i in used if i.startswith("ep-")], reward)
     mem.notes.vote([i for i in used if i.startswith("note-")], up=success)
     mem.experiences.vote([i for i in used if i.startswith("exp-")], up=success)
 
@@ -94,8 +93,12 @@ def write_memories(state: AgentState, mem: MemoryStore, settings: Settings) -> l
         outcome="success" if success else "failure",
         verifier="env-reward",
     )
+    # The Q update of the episodic memories used, then the episode itself (one write when
+    # it is filed under one of them).
     written = [
-        mem.episodes.add(
+        mem.episodes.learn_episode(
+            [i for i in used if i.startswith("ep-")],
+            reward,
             intent=state["task"],
             experience=episode_summary(actions, outcome),
             success=success,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -95,6 +96,73 @@ def test_near_duplicate_intent_is_merged(store: MemoryStore) -> None:
     assert store.stats()["episode"] == 1
     other = store.episodes.add("open the blue door", "x", success=True, reward=1.0)
     assert other != a and store.stats()["episode"] == 2
+
+
+def _episodes_as_written(st: MemoryStore) -> dict[str, tuple[object, ...]]:
+    """Each episodic record by its intent: what learning changes (not ids or times)."""
+    return {
+        r.key: (
+            round(r.q, 12),
+            (r.uses, r.successes, r.failures),
+            r.text,
+            r.provenance.outcome,
+            r.provenance.episode_id,
+            r.meta.get("merged"),
+            [(h["experience"], h["success"], h["reward"]) for h in r.meta["history"]],
+        )
+        for r in st.records("episode")
+    }
+
+
+def test_learning_an_episode_is_reinforce_then_add_in_fewer_writes(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    apart, together = site.store("apart"), site.store("together")
+    used: list[list[str]] = []
+    for st in (apart, together):
+        potato = st.episodes.add("cook the yellow potato", "slice", success=True, reward=1.0)
+        chest = st.episodes.add("open the old chest", "key", success=False, reward=0.0)
+        used.append([potato, chest])
+    writes: list[str] = []
+    counting = [False]  # the in-process site shares one backend between the two stores
+    backend = together.episodes.backend
+
+    def counted(name: str) -> Any:
+        real = getattr(backend, name)
+
+        def write(*args: Any) -> Any:
+            if counting[0]:
+                writes.append(name)
+            return real(*args)
+
+        return write
+
+    for name in ("add", "update"):
+        monkeypatch.setattr(backend, name, counted(name))
+    # Filed under a memory it used (one write for both), then an intent of its own.
+    for intent, provenance in [
+        ("cook the yellow potato", Provenance(episode_id="e1")),
+        ("find the lost coin", Provenance(episode_id="e2")),
+    ]:
+        potato, chest = used[0]
+        apart.episodes.reinforce([potato, chest, potato], -1.0)
+        a = apart.episodes.add(intent, "fry", success=False, reward=0.2, provenance=provenance)
+        potato, chest = used[1]
+        counting[0] = True
+        b = together.episodes.learn_episode(
+            [potato, chest, potato],
+            -1.0,
+            intent,
+            "fry",
+            success=False,
+            reward=0.2,
+            provenance=provenance.model_copy(),
+        )
+        counting[0] = False
+        assert (a == used[0][0]) == (b == used[1][0])
+    assert _episodes_as_written(together) == _episodes_as_written(apart)
+    assert writes == ["update", "update", "add"]
+    assert together.episodes.learn_episode([], 1.0, "open the old chest", "x", True, 1.0) in used[1]
 
 
 def test_failing_memory_leaves_top_k_within_five_reinforcements(store: MemoryStore) -> None:
