@@ -75,6 +75,11 @@ class SqliteToolRegistry(ToolRegistry):
         self.embedder = embedder
         self.read_only = read_only
         self._depth = 0
+        self._writes = 0
+        """Write transactions this connection committed (other connections' commits show
+        in ``PRAGMA data_version``)."""
+        self._found: dict[tuple[str, int], tuple[tuple[int, int], list[Tool]]] = {}
+        """``retrieve``'s answers, with the state of the file they were read from."""
         try:
             if read_only:
                 if not self.path.is_file():
@@ -114,6 +119,7 @@ class SqliteToolRegistry(ToolRegistry):
             self._depth -= 1
             if outer and not self.read_only:
                 self._db.execute("COMMIT")
+                self._writes += 1
 
     # -- primitives -------------------------------------------------------------------
 
@@ -160,21 +166,35 @@ class SqliteToolRegistry(ToolRegistry):
         return [Tool.model_validate_json(r[0]) for r in rows]
 
     def retrieve(self, query: str, k: int = 5) -> list[Tool]:
+        """The ``k`` active tools whose docs are nearest ``query``. Asked again while the
+        file is unchanged (no commit here or by another connection), the answer is the one
+        found before: the executor asks once per step with the same task."""
         if k <= 0:
             return []
         with self._lock:
+            version = (self._db.execute("PRAGMA data_version").fetchone()[0], self._writes)
+            known = self._found.get((query, k))
+            if known is not None and known[0] == version:
+                return list(known[1])
             rows = self._db.execute(
                 "SELECT name, doc, vec, embedder FROM tools WHERE namespace=? AND status='active'"
                 " ORDER BY rowid",
                 (self.namespace,),
             ).fetchall()
-            if not rows:
-                return []
-            q = self.embedder.embed([query])[0]
-            vecs = np.stack([self._vector(name, doc, vec, emb, q) for name, doc, vec, emb in rows])
-            names = [rows[i][0] for i in rank(q, vecs, k)]
-            found = [self.get(n) for n in names]
-        return [t for t in found if t is not None]
+            found: list[Tool] = []
+            if rows:
+                q = self.embedder.embed([query])[0]
+                vecs = np.stack(
+                    [self._vector(name, doc, vec, emb, q) for name, doc, vec, emb in rows]
+                )
+                names = [rows[i][0] for i in rank(q, vecs, k)]
+                found = [t for t in map(self.get, names) if t is not None]
+            if len(self._found) >= 256:
+                self._found.clear()
+            # Re-embedding a doc (``_vector``) writes: the version after it.
+            version = (self._db.execute("PRAGMA data_version").fetchone()[0], self._writes)
+            self._found[(query, k)] = (version, found)
+        return list(found)
 
     def _archive(self, tool: Tool) -> None:
         self._db.execute(
@@ -251,4 +271,5 @@ class SqliteToolRegistry(ToolRegistry):
                 "UPDATE tools SET vec=?, embedder=? WHERE namespace=? AND name=?",
                 (blob, self.embedder.name, self.namespace, name),
             )
+            self._writes += int(self._depth == 0)  # committed now (outside ``atomic``)
         return np.frombuffer(blob, dtype=np.float32)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -166,6 +167,35 @@ def test_sqlite_reembeds_after_embedder_change(tmp_path: Path) -> None:
     a.close()
     b = SqliteToolRegistry(path, HashingEmbedder(dim=128), "ns")
     assert b.retrieve("cook a carrot", k=1)[0].name == "cook"
+    b.close()
+
+
+def test_sqlite_retrieval_is_remembered_until_the_file_changes(tmp_path: Path) -> None:
+    path = tmp_path / "tools.sqlite"
+    embedded: list[str] = []
+
+    class Counting(HashingEmbedder):
+        def embed(self, texts: Sequence[str]) -> Any:
+            embedded.extend(texts)
+            return super().embed(texts)
+
+    a = SqliteToolRegistry(path, Counting(), "ns")
+    a.register(macro("chest", "open the locked chest", "take key", "open chest"))
+    a.register(macro("cook", "cook the carrot", "take carrot", "cook carrot"))
+    query = "cook a carrot"
+    first = a.retrieve(query, k=2)
+    assert [t.name for t in first] == ["cook", "chest"]
+    first.clear()  # the caller's list, not the registry's
+    embedded.clear()
+    assert [t.name for t in a.retrieve(query, k=2)] == ["cook", "chest"] and embedded == []
+    a.set_status("cook", "disabled")  # a write here
+    assert [t.name for t in a.retrieve(query, k=2)] == ["chest"]
+    b = SqliteToolRegistry(path, HashingEmbedder(), "ns")
+    b.set_status("cook", "active")  # a write by another connection (another process)
+    assert [t.name for t in a.retrieve(query, k=2)] == ["cook", "chest"]
+    b.revise("chest", "doc", doc="cook the carrot in the pot")
+    assert a.retrieve(query, k=2)[1].doc == "cook the carrot in the pot"
+    a.close()
     b.close()
 
 
