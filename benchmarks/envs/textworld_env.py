@@ -7,6 +7,7 @@ only use ``ToyEnv`` import this package too.
 from __future__ import annotations
 
 import re
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ _META_WORDS = frozenset(
 )
 _META_REPLY = "That command is not available in this game."
 _ENDED_REPLY = "The game has ended."
+_RESET_LOCK = threading.Lock()
 _END_QUESTION = "Would you like to RESTART, RESTORE a saved game, QUIT or UNDO the last command?"
 _INFOS = (
     "feedback",
@@ -104,7 +106,11 @@ class TextWorldEnv:
             # Jericho warns that it cannot track score in TextWorld stories; TextWorld's own
             # state tracking supplies the score, so the warning is noise on every reset.
             warnings.filterwarnings("ignore", message=".*is not fully supported")
-            state = self._start().reset()
+            # Loading a game parses its logic with TextWorld's grammar, whose parser is not
+            # thread-safe: games reset at the same time in several threads (the harness's
+            # --concurrency) fail with parse errors unless they take turns.
+            with _RESET_LOCK:
+                state = self._start().reset()
         self._done = False
         self._info = self._step_info(state)
         self._admissible = sorted(state["admissible_commands"] or [])

@@ -5,6 +5,8 @@ Games are generated once per session into a temporary folder (~4 s each).
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -155,6 +157,34 @@ def test_concurrent_generation_leaves_one_complete_game(tmp_path: Path) -> None:
     assert not errors
     assert len(paths) == 2 and paths[0] == paths[1] and paths[0].is_file()
     assert [p.name for p in tmp_path.iterdir()] == [paths[0].parent.name]  # no temp left
+
+
+_CONCURRENT_RESETS = """
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from benchmarks.envs import TextWorldEnv
+envs = [TextWorldEnv("cooking", seed=1, games_dir=Path(sys.argv[1])) for _ in range(4)]
+with ThreadPoolExecutor(4) as pool:
+    observations = list(pool.map(lambda env: env.reset(), envs))
+steps = [env.step(obs.admissible[0]) for env, obs in zip(envs, observations)]
+print(len({o.text for o in observations}), len({s.text for s in steps}))
+"""
+
+
+def test_games_reset_at_once_in_threads_all_load(games_dir: Path) -> None:
+    """The harness's --concurrency resets games in several threads; TextWorld's grammar is
+    then built and used by all of them at once. In a fresh process, as a user's run is."""
+    pregenerate("textworld:cooking", [1], games_dir)
+    done = subprocess.run(
+        [sys.executable, "-c", _CONCURRENT_RESETS, str(games_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["1", "1"]  # the same game, four times alike
 
 
 def test_tw_make_failure_is_one_line(tmp_path: Path) -> None:
