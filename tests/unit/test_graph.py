@@ -22,7 +22,7 @@ from benchmarks.envs.toy import ToyEnv
 from memory import EpisodicParams, HashingEmbedder, MemoryStore
 from memory.mistakes import FailureCase
 from memory.notebook import NotesView
-from memory.values import ValueSnapshot
+from memory.values import ValueSnapshot, stored_steps
 
 
 class Killed(BaseException):
@@ -87,9 +87,11 @@ def test_step_limit_and_mid_episode_reflection(evolvent_home: Path) -> None:
     assert r.reflections and "'look' x" in r.reflections[0]
     # The reflection reaches the executor's prompts after it was made.
     assert any("Reflection:" in p for p in llm.prompts[-3:])
-    # Every step was learned by the step values (the default step memory), one record each;
+    # Every step was learned by the step values (the default step memory), in one record;
     # the per-state action memory, which the executor does not read then, learned nothing.
-    assert sum(m.startswith("val-") for m in r.memories_written) == 8
+    (values,) = [m for m in r.memories_written if m.startswith("val-")]
+    rec = store.get(values)
+    assert rec is not None and len(stored_steps(rec)) == 8
     assert not any(m.startswith("act-") for m in r.memories_written)
 
 

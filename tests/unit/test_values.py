@@ -16,9 +16,10 @@ from agent.config import load_settings
 from agent.llm.scripted import ScriptedLLM
 from memory import HashingEmbedder, MemoryStore, textfeatures
 from memory import values as values_module
-from memory.records import Provenance
+from memory.records import MemoryRecord, Provenance
 from memory.textfeatures import EpisodeText, action_features, analyse, parse_action, stem
 from memory.values import (
+    StoredStep,
     ValueFunction,
     ValueParams,
     ValueSnapshot,
@@ -29,7 +30,13 @@ from memory.values import (
     instruction_credit,
     newly_admissible,
     ridge_fit,
+    stored_steps,
 )
+
+
+def stored(store: MemoryStore) -> list[StoredStep]:
+    """Every step the store's value records hold, in the order they were learned."""
+    return [s for r in store.records("value") for s in stored_steps(r)]
 
 
 def test_stems_join_inflections() -> None:
@@ -223,12 +230,12 @@ def test_revealing_an_instruction_earns_the_reward_of_carrying_it_out() -> None:
     assert instruction_credit(steps(None), 1.0) == [0.0, 0.0, 0.0]
     store = MemoryStore.in_memory(HashingEmbedder())
     store.values.learn(steps(0), won=False, lost=False, provenance=Provenance(episode_id="e"))
-    read = next(r for r in store.records("value") if r.text == "read card")
-    look = next(r for r in store.records("value") if r.text == "look")
+    read = next(s for s in stored(store) if s.action == "read card")
+    look = next(s for s in stored(store) if s.action == "look")
     # Reading earns the later reward as its own (its immediate outcome, and in its return
     # undiscounted); the step in between gets only the discounted return.
-    assert read.meta["credit"] == 1.0 and read.meta["immediate"] == 1.0
-    assert read.q > look.q and look.meta["credit"] == 0.0
+    assert read.credit == 1.0 and read.immediate == 1.0
+    assert read.q > look.q and look.credit == 0.0
 
 
 def test_the_move_that_made_a_rewarded_action_possible_earns_its_reward() -> None:
@@ -260,12 +267,12 @@ def test_the_move_that_made_a_rewarded_action_possible_earns_its_reward() -> Non
     assert enabler_credit(steps(False), 1.0) == [0.0] * 5
     store = MemoryStore.in_memory(HashingEmbedder(), values=ValueParams(enabler_credit=1.0))
     store.values.learn(steps(True), won=False, lost=False, provenance=Provenance(episode_id="e"))
-    credit = {r.meta["step"]: r.meta["credit"] for r in store.records("value")}
+    credit = {s.step: s.credit for s in stored(store)}
     assert credit == {0: 0.0, 1: 0.0, 2: 0.0, 3: 1.0, 4: 0.0}
     # Off (weight 0), nothing is credited.
     off = MemoryStore.in_memory(HashingEmbedder(), values=ValueParams(enabler_credit=0.0))
     off.values.learn(steps(True), won=False, lost=False, provenance=Provenance(episode_id="e"))
-    assert {r.meta["credit"] for r in off.records("value")} == {0.0}
+    assert {s.credit for s in stored(off)} == {0.0}
 
 
 def test_the_agent_credits_the_moves_that_made_rewarded_actions_admissible(
@@ -284,10 +291,10 @@ def test_the_agent_credits_the_moves_that_made_rewarded_actions_admissible(
     with Agent(settings, llm=llm, memory=store, embedder=store.embedder) as agent:
         result = agent.run(env, max_steps=6)
     assert result.success
-    records = sorted(store.records("value"), key=lambda r: int(r.meta["step"]))
+    records = stored(store)
     # "go west" made "take key" admissible and "go east" "open chest" (again: the game
     # starts by the chest): each earns the reward (1) of the action it made possible.
-    assert [(r.text, r.meta["credit"]) for r in records] == [
+    assert [(s.action, s.credit) for s in records] == [
         ("go west", 1.0),
         ("take key", 0.0),
         ("go east", 1.0),
@@ -318,7 +325,7 @@ def test_a_step_earns_a_little_for_what_it_revealed() -> None:
     def learned(params: ValueParams) -> dict[str, dict[str, Any]]:
         store = MemoryStore.in_memory(HashingEmbedder(), values=params)
         store.values.learn(steps, won=False, lost=False, provenance=Provenance(episode_id="e"))
-        return {r.text: {**r.meta, "q": r.q} for r in store.records("value")}
+        return {s.action: s.model_dump() for s in stored(store)}
 
     on = learned(ValueParams(enabler_credit=0.5))
     off = learned(ValueParams(enabler_credit=0.5, discovery_reward=0.0))
@@ -340,7 +347,8 @@ def test_immediate_outcomes_blame_the_losing_step_not_the_clock() -> None:
     for won, lost, episode, expected in [(False, True, "a", 0.0), (False, False, "b", 1.0)]:
         store.values.learn([step], won, lost, Provenance(episode_id=episode))
         rec = next(r for r in store.records("value") if r.provenance.episode_id == episode)
-        assert rec.meta["immediate"] == expected and rec.meta["signature"] == "poke|0"
+        (kept,) = stored_steps(rec)
+        assert kept.immediate == expected and kept.signature == "poke|0"
     # The losing step's return and immediate outcome both carry the penalty (1 - 1 = 0).
     assert {r.q for r in store.records("value")} == {0.0, 0.5}
 
@@ -354,7 +362,9 @@ def test_signature_counts_match_the_records() -> None:
         ]
         values.learn(steps, won=False, lost=False, provenance=Provenance(episode_id=episode))
         # Each record counted once, the episode just learned included.
-        recorded = Counter(str(r.meta["signature"]) for r in values.backend.scan(values.collection))
+        recorded = Counter(
+            s.signature for r in values.backend.scan(values.collection) for s in stored_steps(r)
+        )
         assert values._signatures == recorded
     assert recorded == Counter({"x|1": 3, "y|0": 1, "z|2": 1})
     # Exploration counts the episode learned last once more, until the records change.
@@ -526,7 +536,8 @@ def test_values_learned_on_some_words_win_with_words_never_seen() -> None:
     # Every record says where it came from and can be exported and deleted.
     records = list(store.records("value"))
     assert {r.provenance.episode_id for r in records} == {f"ep{s}" for s in range(30)}
-    assert all(r.meta["features"] for r in records)
+    # One record per episode, holding each of its steps with its features.
+    assert len(records) == 30 and all(s.features for s in stored(store))
     assert sum(1 for row in store.export() if row["kind"] == "value") == len(records)
     for rec in records:
         assert store.delete(rec.id)
@@ -552,3 +563,45 @@ def test_the_agent_follows_learned_values_on_new_games(evolvent_home: Path) -> N
     assert {st.source for r in results for st in r.trajectory} == {"memory"}
     fetched = [(r.trajectory[-1].action or "").removeprefix("fetch ") for r in results]
     assert all(w in TEST_WORDS for w in fetched), fetched
+
+
+def test_an_episode_is_one_record_and_records_of_one_step_still_count() -> None:
+    store = MemoryStore.in_memory(HashingEmbedder())
+    values = store.values
+    steps = [
+        ValueStep(state="a jar", action="fetch jar", reward=1.0, features=[7, 9], signature="f"),
+        ValueStep(state="a drum", action="kick drum", reward=0.0, features=[8], signature="k"),
+    ]
+    (rid,) = values.learn(steps, won=True, lost=False, provenance=Provenance(episode_id="new"))
+    (rec,) = store.records("value")
+    assert rec.id == rid and rec.text == "fetch jar; kick drum" and rec.key == "a jar"
+    kept = stored_steps(rec)
+    assert [(s.step, s.action, s.features, s.signature) for s in kept] == [
+        (0, "fetch jar", [7, 9], "f"),
+        (1, "kick drum", [8], "k"),
+    ]
+    assert rec.q == kept[0].q and kept[1].immediate == 1.0  # the win, on the last step
+    # A store written when every step was a record of its own: such records are read as
+    # one step each, beside the new ones.
+    old = MemoryRecord(
+        id="val-old",
+        kind="value",
+        key="a rope",
+        text="pull rope",
+        q=-0.5,
+        provenance=Provenance(episode_id="old"),
+        meta={"step": 3, "reward": 0.0, "immediate": -1.0, "signature": "p", "features": "5 6"},
+    )
+    values.backend.add(values.collection, [old], store.embedder.embed([old.key]))
+    (step,) = stored_steps(old)
+    assert (step.step, step.action, step.features, step.q, step.immediate) == (
+        3,
+        "pull rope",
+        [5, 6],
+        -0.5,
+        -1.0,
+    )
+    acting = values.snapshot()
+    assert acting.support == 3 and acting.episodes == 2
+    assert dict(acting.signatures) == {"f": 1, "k": 1, "p": 1}
+    assert acting.weights[5] < 0 < acting.weights[7]
