@@ -108,7 +108,10 @@ class ChromaBackend(VectorBackend):
         embedder: str | None = None,
         lock_key: str | None = None,
         hnsw: dict[str, Any] | None = None,
+        sole_writer: bool = False,
     ) -> None:
+        """``sole_writer``: no other client writes to this store while this one is open (an
+        embedded store, which its write lock guards), so counts can be remembered."""
         self.client = client
         self.hnsw = {**HNSW, **(hnsw or {}), "space": "cosine"}
         self.location = location
@@ -119,6 +122,11 @@ class ChromaBackend(VectorBackend):
         self._guard = threading.Lock()
         self._max_batch = int(client.get_max_batch_size())
         self._closed = False
+        self._sole_writer = sole_writer
+        self._counts: dict[str, int] = {}
+        """Collection -> its count, while this client has not written to it since."""
+        self._writes: dict[str, int] = {}
+        """Collection -> writes begun or ended, so a count read across one is not kept."""
 
     @classmethod
     def embedded(
@@ -147,7 +155,15 @@ class ChromaBackend(VectorBackend):
             if key is not None:
                 release_write_lock(key)
             raise
-        return cls(client, str(p), read_only=read_only, embedder=embedder, lock_key=key, hnsw=hnsw)
+        return cls(
+            client,
+            str(p),
+            read_only=read_only,
+            embedder=embedder,
+            lock_key=key,
+            hnsw=hnsw,
+            sole_writer=True,
+        )
 
     @classmethod
     def server(
@@ -214,10 +230,26 @@ class ChromaBackend(VectorBackend):
         return col
 
     def _run(self, name: str, create: bool, op: Callable[[Any], T], empty: T) -> T:
-        from chromadb.errors import NotFoundError
-
         if create and self.read_only:
             raise EvolventError(f"memory store {self.location} is open read-only")
+        if create:
+            self._forget_count(name)
+            try:
+                return self._attempt(name, create, op, empty)
+            finally:
+                self._forget_count(name)
+        return self._attempt(name, create, op, empty)
+
+    def _forget_count(self, name: str) -> None:
+        """A write to ``name`` starts or ended: its count is asked of Chroma again, and a
+        count read while the write ran is not remembered (``count``)."""
+        with self._guard:
+            self._counts.pop(name, None)
+            self._writes[name] = self._writes.get(name, 0) + 1
+
+    def _attempt(self, name: str, create: bool, op: Callable[[Any], T], empty: T) -> T:
+        from chromadb.errors import NotFoundError
+
         for attempt in (0, 1):
             col = self._open(name, create)
             if col is None:
@@ -245,10 +277,13 @@ class ChromaBackend(VectorBackend):
         held = self.count(collection) > 0
         with self._guard:
             self._cols.pop(collection, None)
+        self._forget_count(collection)
         try:
             self.client.delete_collection(chroma_name(collection))
         except NotFoundError:
             return False
+        finally:
+            self._forget_count(collection)
         return held
 
     # -- primitives ----------------------------------------------------------------------
@@ -348,7 +383,11 @@ class ChromaBackend(VectorBackend):
             return 0
         if self.read_only:
             raise EvolventError(f"memory store {self.location} is open read-only")
-        return self._run(collection, False, op, 0)
+        self._forget_count(collection)
+        try:
+            return self._run(collection, False, op, 0)
+        finally:
+            self._forget_count(collection)
 
     def scan(self, collection: str) -> Iterator[MemoryRecord]:
         def op(col: Any) -> list[tuple[float, int, str]]:
@@ -371,7 +410,18 @@ class ChromaBackend(VectorBackend):
             yield MemoryRecord.model_validate_json(raw)
 
     def count(self, collection: str) -> int:
-        return self._run(collection, False, lambda col: int(col.count()), 0)
+        # Asked before every read of the step values and for every kind's stats, each
+        # episode: a store no one else writes answers from memory until this client writes.
+        with self._guard:
+            known = self._counts.get(collection)
+            writes = self._writes.get(collection, 0)
+        if known is not None:
+            return known
+        n = self._run(collection, False, lambda col: int(col.count()), 0)
+        with self._guard:
+            if self._sole_writer and self._writes.get(collection, 0) == writes:
+                self._counts[collection] = n
+        return n
 
     def close(self) -> None:
         if self._closed:

@@ -45,7 +45,7 @@ class InProcessBackend(VectorBackend):
             for rec, vec in zip(records, vectors, strict=True):
                 pos = col.index.get(rec.id)
                 if pos is None:
-                    col.index[rec.id] = len(col.ids) + len(new_rows)
+                    col.index[rec.id] = len(col.ids)  # the row it gets: ids grow with them
                     new_rows.append(vec)
                     col.ids.append(rec.id)
                 else:

@@ -200,6 +200,33 @@ def test_add_keeps_an_existing_id(store: MemoryStore) -> None:
     assert store.episodes.retrieve("open the fridge")[0].id == mid
 
 
+def test_counts_follow_every_write(store: MemoryStore) -> None:
+    # The embedded store remembers counts between writes; every write must show in them.
+    backend, col = store.backend, "counted"
+    rec = [MemoryRecord(id=f"r{i}", kind="note", key=f"k{i}", text="t") for i in range(3)]
+    vecs = store.embedder.embed([r.key for r in rec])
+    assert backend.count(col) == 0
+    backend.add(col, rec[:2], vecs[:2])
+    assert backend.count(col) == backend.count(col) == 2
+    backend.add(col, rec[:1], vecs[:1])  # an existing id: kept as it was
+    assert backend.count(col) == 2
+    backend.upsert(col, rec, vecs)
+    assert backend.count(col) == 3
+    # Upserting a record added in a batch replaces its own vector, no other.
+    moved = store.embedder.embed(["something else entirely"])
+    backend.upsert(col, rec[1:2], moved)
+    assert [r.id for r, _ in backend.query(col, moved[0], 3)][0] == "r1"
+    assert [r.id for r, _ in backend.query(col, vecs[2], 1)] == ["r2"]
+    backend.update(col, [rec[0].model_copy(update={"text": "u"})])
+    assert backend.count(col) == 3
+    assert backend.delete(col, ["r1", "nope"]) == 1
+    assert backend.count(col) == 2
+    assert backend.drop(col) is True
+    assert backend.count(col) == 0
+    backend.add(col, rec[2:], vecs[2:])
+    assert backend.count(col) == 1
+
+
 def test_query_many_answers_like_query(store: MemoryStore) -> None:
     for text in ("open the fridge", "take the carrot", "slice the carrot", "eat the meal"):
         store.episodes.add(text, "x", success=True, reward=1.0)
