@@ -180,6 +180,10 @@ class ValueFunction:
         self.embedder = embedder
         self.collection = collection
         self.params = params or ValueParams()
+        # The fit's sparse matrices: imported (~0.13 s) when the store opens, not in the
+        # middle of the first episode that reads the values.
+        import scipy.sparse  # noqa: F401
+
         self._lock = threading.Lock()
         self._weights = np.zeros(DIM)
         self._immediate = np.zeros(DIM)
@@ -522,8 +526,11 @@ def ridge_fit(
     index arrays, by conjugate gradients on the normal equations.
 
     Only the features some row holds take part (the others' optimum is 0): the solve runs
-    in that compact space, a few thousand dimensions instead of ``DIM``, so a fit costs
-    milliseconds, not a dense pass over the whole hashed space per iteration."""
+    in that compact space, a few thousand dimensions instead of ``DIM``, with ``X`` and its
+    transpose as compressed sparse rows (a product costs one pass over the nonzeros, about
+    half the time of numpy's gather and weighted bincount), so a fit costs milliseconds."""
+    from scipy.sparse import csr_matrix
+
     counts = np.array([len(f) for f in feats])
     keep = counts > 0
     if not keep.any():
@@ -531,20 +538,16 @@ def ridge_fit(
     feats = [f for f, k in zip(feats, keep, strict=True) if k]
     y, counts = y[keep], counts[keep]
     active, local = np.unique(np.concatenate(feats), return_inverse=True)
-    size = len(active)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rows = np.concatenate([[0], np.cumsum(counts)])
+    x = csr_matrix((np.ones(len(local)), local, rows), shape=(len(feats), len(active)))
+    xt = x.T.tocsr()
 
-    def xv(w: np.ndarray) -> np.ndarray:
-        return np.add.reduceat(w[local], starts)
-
-    def xtu(u: np.ndarray) -> np.ndarray:
-        return np.bincount(local, weights=np.repeat(u, counts), minlength=size)
-
-    def a(w: np.ndarray) -> np.ndarray:
-        return xtu(xv(w)) + ridge * w
+    def a(v: np.ndarray) -> np.ndarray:
+        out: np.ndarray = xt @ (x @ v) + ridge * v
+        return out
 
     w = start[active].copy()
-    r = xtu(y) - a(w)
+    r = xt @ y - a(w)
     d = r.copy()
     rs = float(r @ r)
     for _ in range(iterations):

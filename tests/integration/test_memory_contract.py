@@ -215,7 +215,7 @@ def test_counts_follow_every_write(store: MemoryStore) -> None:
     # Upserting a record added in a batch replaces its own vector, no other.
     moved = store.embedder.embed(["something else entirely"])
     backend.upsert(col, rec[1:2], moved)
-    assert [r.id for r, _ in backend.query(col, moved[0], 3)][0] == "r1"
+    assert next(r.id for r, _ in backend.query(col, moved[0], 3)) == "r1"
     assert [r.id for r, _ in backend.query(col, vecs[2], 1)] == ["r2"]
     backend.update(col, [rec[0].model_copy(update={"text": "u"})])
     assert backend.count(col) == 3
