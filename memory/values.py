@@ -42,7 +42,7 @@ from itertools import chain
 from typing import NamedTuple
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_serializer, field_validator
 
 from memory.actions import ActionProposal, discounted_returns
 from memory.base import VectorBackend
@@ -143,8 +143,19 @@ class StoredStep(BaseModel):
     """Its immediate outcome, the immediate model's target."""
     signature: str = ""
     features: list[int]
+    """Stored as one string of numbers ("73 1489 9739"): a record stays readable in
+    ``evolvent memory show``."""
     q: float
     """Its return, the return model's target."""
+
+    @field_validator("features", mode="before")
+    @classmethod
+    def _split(cls, v: object) -> object:
+        return [int(x) for x in v.split()] if isinstance(v, str) else v
+
+    @field_serializer("features")
+    def _join(self, v: list[int]) -> str:
+        return " ".join(map(str, v))
 
 
 class Assessment(NamedTuple):

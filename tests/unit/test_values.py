@@ -605,3 +605,14 @@ def test_an_episode_is_one_record_and_records_of_one_step_still_count() -> None:
     assert acting.support == 3 and acting.episodes == 2
     assert dict(acting.signatures) == {"f": 1, "k": 1, "p": 1}
     assert acting.weights[5] < 0 < acting.weights[7]
+
+
+def test_a_value_record_keeps_its_features_as_one_readable_string() -> None:
+    store = MemoryStore.in_memory(HashingEmbedder())
+    step = ValueStep(state="s", action="fetch jar", reward=1.0, features=[3, 70, 512])
+    store.values.learn([step], won=True, lost=False, provenance=Provenance(episode_id="e"))
+    (rec,) = store.records("value")
+    assert rec.meta["steps"][0]["features"] == "3 70 512"
+    assert stored_steps(rec)[0].features == [3, 70, 512]
+    again = MemoryRecord.model_validate_json(rec.model_dump_json())
+    assert stored_steps(again) == stored_steps(rec)
