@@ -301,13 +301,23 @@ def analyse(ctx: EpisodeText, action: str) -> ActionView:
     same facts before, in this episode or an earlier one, is returned. Every view is the
     one analysing from scratch (``_analyse``) would make."""
     act = parse_action(action)
-    repeats = min(ctx._times_taken[action], 2)
-    same_vo = min(ctx._verb_objects[act.verb, act.obj], 2)
+    # Called for every admissible action of every step: plain lookups (a Counter's missing
+    # key costs a Python call) and a loop instead of a generator.
+    repeats = ctx._times_taken.get(action, 0)
+    repeats = repeats if repeats < 2 else 2
+    same_vo = ctx._verb_objects.get((act.verb, act.obj), 0)
+    same_vo = same_vo if same_vo < 2 else 2
     obj = act.object_words
+    by_word = ctx.by_word
+    lines = 0
+    for w in act.mine:
+        at = by_word.get(w)
+        if at is not None:
+            lines += len(at)
     key = (
         action,
         bool(obj) and obj <= ctx.observation_words,
-        sum(len(ctx.by_word.get(w, ())) for w in act.mine),
+        lines,
         len(ctx.rewarded),
         repeats,
         same_vo,
