@@ -368,11 +368,20 @@ class _LineSummary:
     pairs: set[tuple[str, str]] = field(default_factory=set)
     source: tuple[int, int] | None = None
     """(words, -origin) of the best instruction line this action carries out."""
+    _frozen: frozenset[tuple[str, str]] = frozenset()
+
+    def frozen_pairs(self) -> frozenset[tuple[str, str]]:
+        """``pairs`` as a frozenset, made again only when it has grown (it only grows)."""
+        if len(self._frozen) != len(self.pairs):
+            self._frozen = frozenset(self.pairs)
+        return self._frozen
 
     def extend(self, ctx: EpisodeText, act: ParsedAction) -> None:
         """Take the paragraphs added since the last call into account."""
         since = self.done
         self.done = len(ctx.paragraphs)
+        if since == self.done:
+            return
         # Only lines sharing a word with the action matter: any other covers none of it and
         # cannot hold its object. Each word's lines are listed in the order they were seen.
         near: set[tuple[int, int]] = set()
@@ -437,7 +446,7 @@ def _facts(
         same_vo,
         lines.verb_object,
         lines.verb_object_open,
-        frozenset(lines.pairs),
+        lines.frozen_pairs(),
         lines.source,
     )
 
