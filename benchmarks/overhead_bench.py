@@ -28,7 +28,9 @@ before the next runs; ``async``; ``exit``: one per episode run), ``--steps-per-n
 ``agent.steps_per_node`` (default 1: each executor step a node of its own; more: that many
 steps in one run of the executor node, one super-step and checkpoint for all of them).
 ``--llm-delay-ms`` gives every completion a latency, to see what concurrency buys when the
-LLM, not the framework, is the bottleneck.
+LLM, not the framework, is the bottleneck. ``--breakdown`` also times each memory operation
+(Chroma calls, the step values' learning, fit and scoring, episodic recall and learning,
+embedding; ``benchmarks.breakdown``) and prints where the memory share went.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +53,7 @@ from rich.table import Table
 
 from agent.config import Durability, Settings, load_settings
 from agent.errors import EvolventError
+from benchmarks.breakdown import OpTotal, timed_operations
 from benchmarks.graph_floor import DURABILITIES, measure_floor
 from benchmarks.scriptmain import run_script
 
@@ -80,6 +84,9 @@ class Row(BaseModel):
     elapsed_s: float
     """Wall clock of the whole harness run."""
     episodes_per_s: float
+    breakdown: dict[str, OpTotal] | None = None
+    """With ``--breakdown``: calls and ms per memory operation over the whole run
+    (``benchmarks.breakdown``; inclusive times)."""
 
 
 def aggregate(
@@ -195,10 +202,36 @@ def measure(
             args.steps_per_node,
         )
         quiet = Console(file=io.StringIO(), force_terminal=False)
-        started = time.perf_counter()
-        records = run_bench(spec, base, backends=default_backends(embedder), console=quiet)
-        elapsed = time.perf_counter() - started
-    return aggregate(records, env, embedder, concurrency, elapsed, floor_ms_per_step)
+        timing: AbstractContextManager[dict[str, OpTotal]] = (
+            timed_operations() if args.breakdown else nullcontext({})
+        )
+        with timing as totals:
+            started = time.perf_counter()
+            records = run_bench(spec, base, backends=default_backends(embedder), console=quiet)
+            elapsed = time.perf_counter() - started
+    row = aggregate(records, env, embedder, concurrency, elapsed, floor_ms_per_step)
+    if args.breakdown:
+        row.breakdown = dict(sorted(totals.items(), key=lambda kv: -kv[1].ms))
+    return row
+
+
+def breakdown_table(row: Row) -> Table:
+    """A row's memory operations, most time first."""
+    t = Table(
+        title=f"memory operations: {row.env}, {row.embedder}, N={row.concurrency} "
+        f"(inclusive times; memory in all {1000 * row.memory_s:.0f} ms)"
+    )
+    for title in ("operation", "calls", "ms", "ms/call", "ms/episode"):
+        t.add_column(title, justify="left" if title == "operation" else "right")
+    for name, total in (row.breakdown or {}).items():
+        t.add_row(
+            name,
+            str(total.calls),
+            f"{total.ms:.1f}",
+            f"{total.ms / total.calls:.3f}" if total.calls else "-",
+            f"{total.ms / row.episodes:.2f}" if row.episodes else "-",
+        )
+    return t
 
 
 def table(
@@ -268,6 +301,12 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="executor steps per run of the executor node (agent.steps_per_node; default 1)",
     )
+    ap.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also time each memory operation (calls, ms; a little slower): "
+        "a table per row, or each row's 'breakdown' in --json",
+    )
     ap.add_argument("--json", action="store_true", help="print JSON instead of the table")
     args = ap.parse_args(argv)
     return run_script(lambda err: _run(args, err))
@@ -307,6 +346,8 @@ def _run(args: argparse.Namespace, err: Console) -> int:
             f"checkpoints, {args.steps_per_node} step(s) per executor node, "
             f"{floor.steps}-step episodes): {floor.ms_per_step:.2f} ms per step"
         )
+        for row in rows if args.breakdown else []:
+            out.print(breakdown_table(row))
     return 0
 
 

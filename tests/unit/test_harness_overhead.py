@@ -114,3 +114,44 @@ def test_endpoint_answers_validly() -> None:
     }
     assert instance(schema) == {"subject": "subject (instant)", "tags": ["t1", "t1"], "n": 3}
     assert answer({"stop": ["\n"]}, "plan", "hash") == "1. look around"
+
+
+def test_breakdown_times_the_memory_operations_of_the_run(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--envs", "toy:keys", "--embedders", "hashing", "--concurrency", "1"]
+    argv += ["--train-seeds", "0-2", "--test-seeds", "100", "--max-steps", "4"]
+    assert overhead_bench.main([*argv, "--breakdown", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["rows"]
+    ops = row["breakdown"]
+    # The run learned 3 episodes: one step-value record each, through Chroma; it scored
+    # every step with the values learned so far.
+    assert ops["values.learn"]["calls"] == 3 and ops["chroma.add"]["calls"] >= 3
+    assert ops["values.assess"]["calls"] > 0 and ops["episodic.recall"]["calls"] > 0
+    assert all(op["calls"] > 0 and op["ms"] >= 0 for op in ops.values())
+    assert list(ops) == sorted(ops, key=lambda k: -ops[k]["ms"])  # most time first
+    # Inclusive: learning contains its own Chroma add; none exceeds the memory time by much.
+    assert ops["values.learn"]["ms"] <= 1000 * row["memory_s"] + 5
+    # The methods are restored after the run: no timing left behind.
+    from memory.values import ValueFunction
+
+    assert not hasattr(ValueFunction.__dict__["learn"], "__wrapped__")
+    assert overhead_bench.main([*argv, "--json"]) == 0
+    (plain,) = json.loads(capsys.readouterr().out)["rows"]
+    assert plain["breakdown"] is None
+    assert overhead_bench.main([*argv, "--breakdown"]) == 0
+    assert "memory operations: toy:keys" in capsys.readouterr().out
+
+
+def test_timed_operations_restore_the_methods_even_on_error() -> None:
+    from benchmarks.breakdown import operations, timed_operations
+
+    before = {label: owner.__dict__[name] for label, (owner, name) in operations().items()}
+    with pytest.raises(RuntimeError), timed_operations() as totals:
+        from memory import HashingEmbedder
+
+        HashingEmbedder().embed(["a b"])
+        raise RuntimeError("boom")
+    assert totals["embed.hashing"].calls == 1
+    after = {label: owner.__dict__[name] for label, (owner, name) in operations().items()}
+    assert after == before
