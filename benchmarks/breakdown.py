@@ -2,9 +2,12 @@
 
 ``timed_operations()`` wraps the methods that ``operations()`` names (on their classes, so every
 instance is timed, in every thread) and restores them when the block ends. Times are
-inclusive: ``values.learn`` contains the ``chroma.add`` it makes. Each call pays about a
-microsecond of timing, so a run with the breakdown on is a little slower than one without;
-``benchmarks.overhead_bench --breakdown`` reports both the breakdown and the run's shares.
+inclusive: ``values.learn`` contains the ``chroma.add`` it makes. Everything the process
+does while the block runs counts, the mistake notebook's re-plays of failed episodes
+included (between episodes, outside the per-episode shares that ``overhead_bench``
+reports). Each call pays about a microsecond of timing, so a run with the breakdown on is
+a little slower than one without; ``benchmarks.overhead_bench --breakdown`` reports both
+the breakdown and the run's shares.
 """
 
 from __future__ import annotations

@@ -86,7 +86,8 @@ class Row(BaseModel):
     episodes_per_s: float
     breakdown: dict[str, OpTotal] | None = None
     """With ``--breakdown``: calls and ms per memory operation over the whole run
-    (``benchmarks.breakdown``; inclusive times)."""
+    (``benchmarks.breakdown``; inclusive times; the mistake notebook's re-plays, which the
+    episodes' shares leave out, included)."""
 
 
 def aggregate(
@@ -219,9 +220,10 @@ def breakdown_table(row: Row) -> Table:
     """A row's memory operations, most time first."""
     t = Table(
         title=f"memory operations: {row.env}, {row.embedder}, N={row.concurrency} "
-        f"(inclusive times; memory in all {1000 * row.memory_s:.0f} ms)"
+        f"(inclusive times, the notebook's re-plays included; the episodes' memory time "
+        f"{1000 * row.memory_s:.0f} ms)"
     )
-    for title in ("operation", "calls", "ms", "ms/call", "ms/episode"):
+    for title in ("operation", "calls", "ms", "ms/call", "ms per episode recorded"):
         t.add_column(title, justify="left" if title == "operation" else "right")
     for name, total in (row.breakdown or {}).items():
         t.add_row(
