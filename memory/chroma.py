@@ -11,6 +11,7 @@ from __future__ import annotations
 import string
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -186,9 +187,10 @@ class ChromaBackend(VectorBackend):
         p.mkdir(parents=True, exist_ok=True)
         key = None if read_only else acquire_write_lock(p)
         try:
-            if key is not None and p.resolve() not in _OPENED:
+            real = p.resolve()
+            if key is not None and real not in _OPENED:
                 write_ahead_log(p / "chroma.sqlite3")
-            _OPENED.add(p.resolve())
+            _OPENED.add(real)
             client = chromadb.PersistentClient(path=str(p), settings=_settings())
         except Exception:
             if key is not None:
@@ -269,39 +271,41 @@ class ChromaBackend(VectorBackend):
         return col
 
     def _run(self, name: str, create: bool, op: Callable[[Any], T], empty: T) -> T:
-        if create and self.read_only:
-            raise EvolventError(f"memory store {self.location} is open read-only")
-        if create:
-            self._forget_count(name)
-            try:
-                return self._attempt(name, create, op, empty)
-            finally:
-                self._forget_count(name)
-        return self._attempt(name, create, op, empty)
-
-    def _forget_count(self, name: str) -> None:
-        """A write to ``name`` starts or ended: its count is asked of Chroma again, and a
-        count read while the write ran is not remembered (``count``)."""
-        with self._guard:
-            self._counts.pop(name, None)
-            self._writes[name] = self._writes.get(name, 0) + 1
-
-    def _attempt(self, name: str, create: bool, op: Callable[[Any], T], empty: T) -> T:
+        """``op`` on the collection; ``create``: a write, which creates it if need be."""
         from chromadb.errors import NotFoundError
 
-        for attempt in (0, 1):
-            col = self._open(name, create)
-            if col is None:
-                return empty
-            try:
-                return op(col)
-            except NotFoundError:
-                # Another client dropped the collection under our cached handle.
-                with self._guard:
-                    self._cols.pop(name, None)
-                if attempt:
-                    raise
+        if create and self.read_only:
+            raise EvolventError(f"memory store {self.location} is open read-only")
+        with self._writing(name) if create else nullcontext():
+            for attempt in (0, 1):
+                col = self._open(name, create)
+                if col is None:
+                    return empty
+                try:
+                    return op(col)
+                except NotFoundError:
+                    # Another client dropped the collection under our cached handle.
+                    with self._guard:
+                        self._cols.pop(name, None)
+                    if attempt:
+                        raise
         raise AssertionError("unreachable")
+
+    @contextmanager
+    def _writing(self, name: str) -> Iterator[None]:
+        """Around a write to ``name``: its count is asked of Chroma again afterwards, and a
+        count read while the write ran is not remembered (``count``)."""
+
+        def forget() -> None:
+            with self._guard:
+                self._counts.pop(name, None)
+                self._writes[name] = self._writes.get(name, 0) + 1
+
+        forget()
+        try:
+            yield
+        finally:
+            forget()
 
     def collections(self) -> list[str]:
         """Names of our collections in this store."""
@@ -316,13 +320,11 @@ class ChromaBackend(VectorBackend):
         held = self.count(collection) > 0
         with self._guard:
             self._cols.pop(collection, None)
-        self._forget_count(collection)
-        try:
-            self.client.delete_collection(chroma_name(collection))
-        except NotFoundError:
-            return False
-        finally:
-            self._forget_count(collection)
+        with self._writing(collection):
+            try:
+                self.client.delete_collection(chroma_name(collection))
+            except NotFoundError:
+                return False
         return held
 
     # -- primitives ----------------------------------------------------------------------
@@ -422,11 +424,8 @@ class ChromaBackend(VectorBackend):
             return 0
         if self.read_only:
             raise EvolventError(f"memory store {self.location} is open read-only")
-        self._forget_count(collection)
-        try:
+        with self._writing(collection):  # a write that must not create the collection
             return self._run(collection, False, op, 0)
-        finally:
-            self._forget_count(collection)
 
     def scan(self, collection: str) -> Iterator[MemoryRecord]:
         def op(col: Any) -> list[tuple[float, int, str]]:
