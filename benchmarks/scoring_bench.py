@@ -3,16 +3,17 @@
     .venv/bin/python -m benchmarks.scoring_bench
     .venv/bin/python -m benchmarks.scoring_bench --env textworld:cooking --seeds 0-29 --rounds 5
 
-The seeds are played once by the step-value learner alone (no LLM, no graph: it explores
-and learns after each episode as the agent does while learning), and every step is
-recorded: the admissible actions, the action taken and its answer. The record is then
-replayed ``--rounds`` times with the caches of ``memory.textfeatures`` emptied before each
-round, timing only the scoring: ``ValueSnapshot.assess`` of the admissible actions in
-their context (the executor's per-step cost; the snapshot is the one the learner ended
-with). Printed: steps and analyses scored, µs per analysis and per step (median over the
-rounds, and the fastest), and a digest of every action's features, signature, source and
-value (rounded to 9 places). A change meant to make scoring faster and nothing else must
-keep the digest.
+The seeds are played once by the step-value learner alone, as ``benchmarks.values_bench``
+plays them (no LLM, no graph: it explores and learns after each episode as the agent does
+while learning, with the learner parameters of the settings, and offers no action that
+changed nothing), and every step is recorded: the actions offered, the action taken and its
+answer. The record is then replayed ``--rounds`` times with the caches of
+``memory.textfeatures`` emptied before each round, timing only the scoring:
+``ValueSnapshot.assess`` of the offered actions in their context (the executor's per-step
+cost; the snapshot is the one the learner ended with). Printed: steps and analyses scored,
+µs per analysis and per step (median over the rounds, and the fastest), and a digest of
+every action's features, signature, source and value (rounded to 9 places). A change meant
+to make scoring faster and nothing else must keep the digest.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import hashlib
 import random
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -29,15 +31,14 @@ from rich.console import Console
 
 from agent.config import load_settings
 from agent.errors import EvolventError
-from agent.stepmemory import STATE_TEXT_CHARS
-from benchmarks.envs.registry import make_env
+from benchmarks.envs.base import Observation, StepResult
 from benchmarks.harness.spec import parse_seeds
 from benchmarks.scriptmain import run_script
+from benchmarks.values_bench import play
 from memory import HashingEmbedder, MemoryStore
 from memory import textfeatures as tf
-from memory.records import Provenance
 from memory.textfeatures import EpisodeText, analyse
-from memory.values import ValueSnapshot, ValueStep
+from memory.values import ValueParams, ValueSnapshot
 
 
 class RecordedStep(BaseModel):
@@ -66,55 +67,39 @@ class Result(BaseModel):
     digest: str
 
 
+class _Recorder:
+    """Keeps what ``values_bench.play`` shows of each episode (``values_bench.Watcher``)."""
+
+    def __init__(self) -> None:
+        self.episodes: list[RecordedEpisode] = []
+
+    def start(self, obs: Observation) -> None:
+        self.episodes.append(RecordedEpisode(task=obs.task, first=obs.text, steps=[]))
+
+    def step(self, offered: Sequence[str], action: str, result: StepResult) -> None:
+        self.episodes[-1].steps.append(
+            RecordedStep(
+                admissible=list(offered), action=action, answer=result.text, reward=result.reward
+            )
+        )
+
+
 def record(
-    env_id: str, seeds: list[int], games: Path, max_steps: int, rng: random.Random
+    env_id: str,
+    seeds: list[int],
+    games: Path,
+    max_steps: int,
+    rng: random.Random,
+    params: ValueParams | None = None,
 ) -> tuple[list[RecordedEpisode], ValueSnapshot]:
-    """Play ``seeds`` with the learner; the episodes as played and its last snapshot."""
-    store = MemoryStore.in_memory(HashingEmbedder())
-    values = store.values
-    episodes: list[RecordedEpisode] = []
+    """Play ``seeds`` with the learner, exploring and learning as ``values_bench`` (and the
+    agent) does; the episodes as played (each step's offered actions) and its last
+    snapshot."""
+    values = MemoryStore.in_memory(HashingEmbedder(), values=params).values
+    recorder = _Recorder()
     for seed in seeds:
-        env = make_env(env_id, seed, games)
-        try:
-            obs = env.reset()
-            ctx = EpisodeText.start(obs.task, obs.text)
-            played = RecordedEpisode(task=obs.task, first=obs.text, steps=[])
-            learned: list[ValueStep] = []
-            acting, admissible = values.snapshot(), list(obs.admissible)
-            won = lost = False
-            for _ in range(max_steps):
-                if not admissible:
-                    break
-                if acting.active():
-                    action, _ = acting.explore_choice(ctx, admissible, rng)
-                else:
-                    action = admissible[rng.randrange(len(admissible))]
-                view = analyse(ctx, action)
-                res = env.step(action)
-                played.steps.append(
-                    RecordedStep(
-                        admissible=admissible, action=action, answer=res.text, reward=res.reward
-                    )
-                )
-                learned.append(
-                    ValueStep(
-                        state=ctx.observation[:STATE_TEXT_CHARS],
-                        action=action,
-                        reward=res.reward,
-                        features=view.features,
-                        signature=view.signature,
-                        source=view.source,
-                    )
-                )
-                ctx.observe(action, res.text, res.reward, view.signature)
-                admissible, won, lost = list(res.admissible), res.info.won, res.info.lost
-                if res.done:
-                    break
-            values.learn(learned, won, lost, Provenance(episode_id=f"{env_id}:{seed}"))
-            episodes.append(played)
-        finally:
-            env.close()
-    return episodes, values.snapshot()
+        play(values, env_id, seed, games, max_steps, rng, watch=recorder)
+    return recorder.episodes, values.snapshot()
 
 
 def replay(episodes: list[RecordedEpisode], acting: ValueSnapshot) -> tuple[float, int, str]:
@@ -157,9 +142,16 @@ def _run(args: argparse.Namespace, err: Console) -> int:
     seeds = parse_seeds(args.seeds)
     if args.max_steps < 1 or args.rounds < 1:
         raise EvolventError("--max-steps and --rounds must be >= 1")
-    games = load_settings(None).games_path
+    settings = load_settings(None)
     with err.status(f"playing {len(seeds)} games of {args.env}"):
-        episodes, acting = record(args.env, seeds, games, args.max_steps, random.Random(args.seed))
+        episodes, acting = record(
+            args.env,
+            seeds,
+            settings.games_path,
+            args.max_steps,
+            random.Random(args.seed),
+            settings.memory.values,
+        )
     times: list[float] = []
     digests: set[str] = set()
     analyses = 0

@@ -27,6 +27,7 @@ import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 from pydantic import BaseModel
 from rich.console import Console
@@ -37,6 +38,7 @@ from agent.config import load_settings
 from agent.errors import EvolventError
 from agent.noops import Move, no_op_actions
 from agent.stepmemory import STATE_TEXT_CHARS
+from benchmarks.envs.base import Observation, StepResult
 from benchmarks.envs.registry import make_env
 from benchmarks.harness.spec import parse_seeds
 from benchmarks.scriptmain import run_script
@@ -64,6 +66,16 @@ class Run(BaseModel):
         return [statistics.mean(tr[i : i + 10]) for i in range(0, len(tr), 10)]
 
 
+class Watcher(Protocol):
+    """Shown what ``play`` does (``benchmarks.scoring_bench`` records episodes with it)."""
+
+    def start(self, obs: Observation) -> None:
+        """The episode's first observation."""
+
+    def step(self, offered: Sequence[str], action: str, result: StepResult) -> None:
+        """A step: the actions offered, the one taken, and what the environment answered."""
+
+
 def play(
     values: ValueFunction,
     env_id: str,
@@ -73,14 +85,17 @@ def play(
     rng: random.Random | None,
     script: Sequence[str] | None = None,
     skip_no_ops: bool = True,
+    watch: Watcher | None = None,
 ) -> Episode:
     """One episode; ``rng`` set: explore and learn, unset: greedy, learning frozen;
     ``script`` set: take those actions (a demonstration) and learn from them.
     ``skip_no_ops``: leave out the actions that changed nothing where the episode stands,
-    as the agent does."""
+    as the agent does. ``watch``: shown the start and every step."""
     env = make_env(env_id, seed, games)
     try:
         obs = env.reset()
+        if watch is not None:
+            watch.start(obs)
         ctx = EpisodeText.start(obs.task, obs.text)
         admissible, info = obs.admissible, obs.info
         steps: list[ValueStep] = []
@@ -104,6 +119,8 @@ def play(
                 action = choices[rng.randrange(len(choices))]
             view = analyse(ctx, action)
             res = env.step(action)
+            if watch is not None:
+                watch.step(choices, action, res)
             steps.append(
                 ValueStep(
                     state=ctx.observation[:STATE_TEXT_CHARS],
