@@ -139,7 +139,9 @@ class SizeRun:
         self.embedder = embedder
         self.path = root / f"mem-{n}"
         self.rss0 = _rss_mb()
-        self.backend = ChromaBackend.embedded(self.path, hnsw=hnsw)
+        # Every read goes to Chroma: this measures its index, not the in-process copy that
+        # answers a writer's reads of collections up to memory.replica.REPLICA_LIMIT records.
+        self.backend = ChromaBackend.embedded(self.path, hnsw=hnsw, replica_limit=0)
         self.params = EpisodicParams(epsilon=0.0)
         self.batch = 5_000
         self.mem = EpisodicMemory(self.backend, embedder, COLLECTION, self.params)

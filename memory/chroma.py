@@ -16,11 +16,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import numpy as np
+
 from agent.errors import EvolventError
 from memory.base import VectorBackend
 from memory.embeddings import Vectors
+from memory.inprocess import InProcessBackend
 from memory.locking import acquire_write_lock, release_write_lock
 from memory.records import MemoryRecord
+from memory.replica import REPLICA_LIMIT, Row, WriterState, release, writer_state
 
 PREFIX = "evolvent-"  # not "evolvent.": an escaped first character would make ".."
 _KEEP = frozenset(string.ascii_letters + string.digits + "_-")
@@ -146,9 +150,13 @@ class ChromaBackend(VectorBackend):
         lock_key: str | None = None,
         hnsw: dict[str, Any] | None = None,
         sole_writer: bool = False,
+        replica_limit: int = 0,
     ) -> None:
-        """``sole_writer``: no other client writes to this store while this one is open (an
-        embedded store, which its write lock guards), so counts can be remembered."""
+        """``sole_writer``: no other process writes to this store while this one holds its
+        write lock (``lock_key``; an embedded store), so counts are remembered, and
+        collections of up to ``replica_limit`` records are read from a copy kept in this
+        process (``memory/replica.py``), both shared with the other backends this process
+        has open on the store."""
         self.client = client
         self.hnsw = {**HNSW, **(hnsw or {}), "space": "cosine"}
         self.location = location
@@ -159,11 +167,15 @@ class ChromaBackend(VectorBackend):
         self._guard = threading.Lock()
         self._max_batch = int(client.get_max_batch_size())
         self._closed = False
-        self._sole_writer = sole_writer
-        self._counts: dict[str, int] = {}
-        """Collection -> its count, while this client has not written to it since."""
-        self._writes: dict[str, int] = {}
-        """Collection -> writes begun or ended, so a count read across one is not kept."""
+        self._sole_writer = sole_writer and not read_only and lock_key is not None
+        self._reads_copy = self._sole_writer and replica_limit > 0
+        self._state = (
+            writer_state(lock_key, replica_limit)
+            if self._sole_writer and lock_key is not None
+            else WriterState()
+        )
+        """Counts, read copy and write order: shared with every backend writing this store
+        in this process (``memory/replica.py``); a server's or reader's own."""
 
     @classmethod
     def embedded(
@@ -173,11 +185,14 @@ class ChromaBackend(VectorBackend):
         read_only: bool = False,
         embedder: str | None = None,
         hnsw: dict[str, Any] | None = None,
+        replica_limit: int = REPLICA_LIMIT,
     ) -> ChromaBackend:
         """A store in directory ``path``, written by this process only.
 
         ``read_only`` skips the write lock (for listing while an agent runs) and refuses writes;
-        it sees what the writer had committed when each collection was first opened.
+        it sees what the writer had committed when each collection was first opened. A
+        writer reads collections of up to ``replica_limit`` records from a copy in memory
+        (0: every read goes to Chroma).
         """
         import chromadb
 
@@ -204,6 +219,7 @@ class ChromaBackend(VectorBackend):
             lock_key=key,
             hnsw=hnsw,
             sole_writer=True,
+            replica_limit=replica_limit,
         )
 
     @classmethod
@@ -297,9 +313,9 @@ class ChromaBackend(VectorBackend):
         count read while the write ran is not remembered (``count``)."""
 
         def forget() -> None:
-            with self._guard:
-                self._counts.pop(name, None)
-                self._writes[name] = self._writes.get(name, 0) + 1
+            with self._state.guard:
+                self._state.counts.pop(name, None)
+                self._state.writes[name] = self._state.writes.get(name, 0) + 1
 
         forget()
         try:
@@ -317,15 +333,64 @@ class ChromaBackend(VectorBackend):
 
         if self.read_only:
             raise EvolventError(f"memory store {self.location} is open read-only")
-        held = self.count(collection) > 0
-        with self._guard:
-            self._cols.pop(collection, None)
-        with self._writing(collection):
-            try:
-                self.client.delete_collection(chroma_name(collection))
-            except NotFoundError:
-                return False
+        with self._state.lock:
+            held = self._count(collection) > 0
+            with self._guard:
+                self._cols.pop(collection, None)
+            self._state.replica.forget(collection)
+            with self._writing(collection):
+                try:
+                    self.client.delete_collection(chroma_name(collection))
+                except NotFoundError:
+                    return False
+            return held
+
+    # -- the copy read in place of Chroma ------------------------------------------------
+
+    def _copied(self, name: str) -> bool:
+        """Whether reads of ``name`` come from the replica (loaded on the first read)."""
+        if not self._reads_copy:
+            return False
+        replica = self._state.replica
+        held = replica.held(name)
+        if held is None:
+            with self._state.lock:
+                held = replica.held(name)
+                if held is None:
+                    held = replica.load(name, self._count(name), lambda: self._rows(name))
         return held
+
+    def _rows(self, name: str) -> Iterator[Row]:
+        """Every record of ``name`` with its embedding, in Chroma's order."""
+
+        def op(col: Any) -> list[Row]:
+            rows: list[Row] = []
+            offset = 0
+            while True:
+                res = col.get(include=["embeddings", "metadatas"], limit=_PAGE, offset=offset)
+                for m, v in zip(res["metadatas"], res["embeddings"], strict=True):
+                    rows.append((_record(m), list(v)))
+                if len(res["ids"]) < _PAGE:
+                    return rows
+                offset += _PAGE
+
+        empty: list[Row] = []
+        yield from self._run(name, False, op, empty)
+
+    def _write(self, name: str, chroma: Callable[[], T], copy: Callable[[Any], object]) -> T:
+        """A write to Chroma (``chroma``), then the same write to the collection's copy."""
+        with self._state.lock:
+            try:
+                out = chroma()
+            except BaseException:
+                self._state.replica.forget(name)
+                raise
+            self._state.replica.apply(name, copy)
+            return out
+
+    @property
+    def _copy(self) -> InProcessBackend:
+        return self._state.replica.copy
 
     # -- primitives ----------------------------------------------------------------------
 
@@ -343,7 +408,11 @@ class ChromaBackend(VectorBackend):
                 )
 
         if records:
-            self._run(collection, True, op, None)
+            self._write(
+                collection,
+                lambda: self._run(collection, True, op, None),
+                lambda c: c.upsert(collection, records, np.asarray(vectors)),
+            )
 
     def add(self, collection: str, records: Sequence[MemoryRecord], vectors: Vectors) -> None:
         # Chroma's add skips the per-id lookup of upsert: about 1.3-2x the records/s.
@@ -360,7 +429,11 @@ class ChromaBackend(VectorBackend):
                 )
 
         if records:
-            self._run(collection, True, op, None)
+            self._write(
+                collection,
+                lambda: self._run(collection, True, op, None),
+                lambda c: c.add(collection, records, np.asarray(vectors)),
+            )
 
     def update(self, collection: str, records: Sequence[MemoryRecord]) -> None:
         def op(col: Any) -> None:
@@ -370,7 +443,11 @@ class ChromaBackend(VectorBackend):
                 col.update(ids=[r.id for r in chunk], metadatas=[_metadata(r) for r in chunk])
 
         if records:
-            self._run(collection, True, op, None)
+            self._write(
+                collection,
+                lambda: self._run(collection, True, op, None),
+                lambda c: c.update(collection, records),
+            )
 
     def query(self, collection: str, vector: Vectors, k: int) -> list[tuple[MemoryRecord, float]]:
         def op(col: Any) -> list[tuple[MemoryRecord, float]]:
@@ -384,6 +461,8 @@ class ChromaBackend(VectorBackend):
 
         if k <= 0:
             return []
+        if self._copied(collection):
+            return self._copy.query(collection, vector, k)
         return self._run(collection, False, op, [])
 
     def query_many(
@@ -400,16 +479,21 @@ class ChromaBackend(VectorBackend):
 
         if k <= 0 or len(vectors) == 0:
             return [[] for _ in range(len(vectors))]
+        if self._copied(collection):
+            return self._copy.query_many(collection, vectors, k)
         return self._run(collection, False, op, [[] for _ in range(len(vectors))])
 
     def get(self, collection: str, ids: Sequence[str]) -> list[MemoryRecord]:
         def op(col: Any) -> list[MemoryRecord]:
-            res = col.get(ids=list(ids), include=["metadatas"])
+            wanted = list(dict.fromkeys(ids))  # Chroma refuses an id asked twice
+            res = col.get(ids=wanted, include=["metadatas"])
             by_id = {i: m for i, m in zip(res["ids"], res["metadatas"], strict=True)}
-            return [_record(by_id[i]) for i in dict.fromkeys(ids) if i in by_id]
+            return [_record(by_id[i]) for i in wanted if i in by_id]
 
         if not ids:
             return []
+        if self._copied(collection):
+            return self._copy.get(collection, ids)
         return self._run(collection, False, op, [])
 
     def delete(self, collection: str, ids: Sequence[str]) -> int:
@@ -424,8 +508,12 @@ class ChromaBackend(VectorBackend):
             return 0
         if self.read_only:
             raise EvolventError(f"memory store {self.location} is open read-only")
-        with self._writing(collection):  # a write that must not create the collection
-            return self._run(collection, False, op, 0)
+
+        def chroma() -> int:
+            with self._writing(collection):  # a write that must not create the collection
+                return self._run(collection, False, op, 0)
+
+        return self._write(collection, chroma, lambda c: c.delete(collection, ids))
 
     def scan(self, collection: str) -> Iterator[MemoryRecord]:
         def op(col: Any) -> list[tuple[float, int, str]]:
@@ -439,6 +527,9 @@ class ChromaBackend(VectorBackend):
                     return rows
                 offset += _PAGE
 
+        if self._copied(collection):
+            yield from self._copy.scan(collection)
+            return
         # Sorted as raw JSON strings, parsed while yielding: a full scan of a large store
         # holds strings, not a million pydantic objects.
         empty: list[tuple[float, int, str]] = []
@@ -448,17 +539,24 @@ class ChromaBackend(VectorBackend):
             yield MemoryRecord.model_validate_json(raw)
 
     def count(self, collection: str) -> int:
+        if self._copied(collection):
+            return self._copy.count(collection)
+        return self._count(collection)
+
+    def _count(self, collection: str) -> int:
+        """The count from Chroma, or remembered."""
         # Asked before every read of the step values and for every kind's stats, each
         # episode: a store no one else writes answers from memory until this client writes.
-        with self._guard:
-            known = self._counts.get(collection)
-            writes = self._writes.get(collection, 0)
+        state = self._state
+        with state.guard:
+            known = state.counts.get(collection)
+            writes = state.writes.get(collection, 0)
         if known is not None:
             return known
         n = self._run(collection, False, lambda col: int(col.count()), 0)
-        with self._guard:
-            if self._sole_writer and self._writes.get(collection, 0) == writes:
-                self._counts[collection] = n
+        with state.guard:
+            if self._sole_writer and state.writes.get(collection, 0) == writes:
+                state.counts[collection] = n
         return n
 
     def close(self) -> None:
@@ -466,6 +564,8 @@ class ChromaBackend(VectorBackend):
             return
         self._closed = True
         self._cols.clear()
+        if self._sole_writer and self._lock_key is not None:
+            release(self._lock_key)
         close = getattr(self.client, "close", None)
         if close is not None:
             close()

@@ -1,7 +1,10 @@
 """An in-process backend: records in dicts, embeddings in a numpy matrix per collection.
 
-Exact cosine search by one matrix-vector product; fine up to ~100k records. Used for tests
-and for runs that need no persistence.
+Exact cosine search by one matrix-vector product; fine up to ~100k records. Used for tests,
+for runs that need no persistence, and as the read copy of an embedded Chroma store
+(``memory/replica.py``). Records are kept as the JSON Chroma keeps, so what comes back is
+what Chroma would give (a fresh object per read, nothing shared with the caller), and
+parsing is cheaper than deep-copying a record with a large ``meta``.
 """
 
 from __future__ import annotations
@@ -20,11 +23,20 @@ class _Collection:
     def __init__(self, dim: int) -> None:
         self.ids: list[str] = []
         self.index: dict[str, int] = {}
-        self.records: dict[str, MemoryRecord] = {}
+        self.records: dict[str, str] = {}
+        """Id -> the record as JSON."""
+        self.created: dict[str, float] = {}
         self.matrix = np.zeros((0, dim), dtype=np.float32)
 
 
+def _parse(raw: str) -> MemoryRecord:
+    return MemoryRecord.model_validate_json(raw)
+
+
 class InProcessBackend(VectorBackend):
+    """``dim``: the width of an empty collection's matrix; as in Chroma, a collection's
+    first vectors fix its width."""
+
     def __init__(self, dim: int) -> None:
         self.dim = dim
         self._cols: dict[str, _Collection] = {}
@@ -39,10 +51,13 @@ class InProcessBackend(VectorBackend):
     def upsert(self, collection: str, records: Sequence[MemoryRecord], vectors: Vectors) -> None:
         if len(records) != len(vectors):
             raise ValueError("records and vectors differ in length")
+        rows = np.asarray(vectors, dtype=np.float32)
         with self._lock:
             col = self._col(collection)
+            if not col.ids and len(rows) and col.matrix.shape[1] != rows.shape[1]:
+                col.matrix = np.zeros((0, rows.shape[1]), dtype=np.float32)
             new_rows: list[Vectors] = []
-            for rec, vec in zip(records, vectors, strict=True):
+            for rec, vec in zip(records, rows, strict=True):
                 pos = col.index.get(rec.id)
                 if pos is None:
                     col.index[rec.id] = len(col.ids)  # the row it gets: ids grow with them
@@ -50,7 +65,8 @@ class InProcessBackend(VectorBackend):
                     col.ids.append(rec.id)
                 else:
                     col.matrix[pos] = vec
-                col.records[rec.id] = rec.model_copy(deep=True)
+                col.records[rec.id] = rec.model_dump_json()
+                col.created[rec.id] = rec.provenance.created_at
             if new_rows:
                 col.matrix = np.vstack([col.matrix, np.asarray(new_rows, dtype=np.float32)])
 
@@ -68,7 +84,8 @@ class InProcessBackend(VectorBackend):
             col = self._col(collection)
             for rec in records:
                 if rec.id in col.records:
-                    col.records[rec.id] = rec.model_copy(deep=True)
+                    col.records[rec.id] = rec.model_dump_json()
+                    col.created[rec.id] = rec.provenance.created_at
 
     def query(self, collection: str, vector: Vectors, k: int) -> list[tuple[MemoryRecord, float]]:
         with self._lock:
@@ -79,12 +96,14 @@ class InProcessBackend(VectorBackend):
             k = min(k, len(col.ids))
             top = np.argpartition(-sims, k - 1)[:k]
             top = top[np.argsort(-sims[top], kind="stable")]
-            return [(col.records[col.ids[i]].model_copy(deep=True), float(sims[i])) for i in top]
+            found = [(col.records[col.ids[i]], float(sims[i])) for i in top]
+        return [(_parse(raw), sim) for raw, sim in found]
 
     def get(self, collection: str, ids: Sequence[str]) -> list[MemoryRecord]:
         with self._lock:
             col = self._col(collection)
-            return [col.records[i].model_copy(deep=True) for i in ids if i in col.records]
+            found = [col.records[i] for i in dict.fromkeys(ids) if i in col.records]
+        return [_parse(raw) for raw in found]
 
     def delete(self, collection: str, ids: Sequence[str]) -> int:
         with self._lock:
@@ -98,15 +117,16 @@ class InProcessBackend(VectorBackend):
             col.index = {i: p for p, i in enumerate(col.ids)}
             for i in gone:
                 del col.records[i]
+                del col.created[i]
             return len(gone)
 
     def scan(self, collection: str) -> Iterator[MemoryRecord]:
         with self._lock:
             col = self._col(collection)
-            items = [col.records[i].model_copy(deep=True) for i in col.ids]
-        # Stable: records created in the same instant keep their insertion order.
-        items.sort(key=lambda r: r.provenance.created_at)
-        yield from items
+            # Stable: records created in the same instant keep their insertion order.
+            items = sorted(((col.created[i], col.records[i]) for i in col.ids), key=_first)
+        for _, raw in items:
+            yield _parse(raw)
 
     def drop(self, collection: str) -> bool:
         with self._lock:
@@ -116,3 +136,7 @@ class InProcessBackend(VectorBackend):
     def count(self, collection: str) -> int:
         with self._lock:
             return len(self._col(collection).ids)
+
+
+def _first(item: tuple[float, str]) -> float:
+    return item[0]

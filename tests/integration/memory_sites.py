@@ -20,7 +20,9 @@ from memory import Embedder, EpisodicParams, HashingEmbedder, InProcessBackend, 
 from memory.base import VectorBackend
 
 REPO = Path(__file__).resolve().parents[2]
-KINDS = ["inprocess", "embedded", "server"]
+KINDS = ["inprocess", "embedded", "embedded-direct", "server"]
+"""``embedded`` reads small collections from its in-process copy (``memory/replica.py``);
+``embedded-direct`` is the same store with every read going to Chroma."""
 
 # -- the Chroma server of this test session ---------------------------------------------
 
@@ -107,6 +109,11 @@ class Site:
             st = MemoryStore.open(
                 path=self.path, namespace=namespace, embedder=emb, episodic=params
             )
+        elif self.kind == "embedded-direct":
+            from memory.chroma import ChromaBackend
+
+            direct = ChromaBackend.embedded(self.path, embedder=emb.name, replica_limit=0)
+            st = MemoryStore(direct, emb, namespace, params)
         else:
             ns = f"{self._prefix}-{namespace}"
             st = MemoryStore.open(url=self.url, namespace=ns, embedder=emb, episodic=params)
