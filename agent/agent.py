@@ -20,6 +20,7 @@ from agent.deferred import (
 )
 from agent.errors import ResumeError
 from agent.graph import CompiledAgent, build_graph, recursion_limit
+from agent.heap import settle_once
 from agent.llm.base import LLMClient
 from agent.nodes.reflector import success_of
 from agent.result import EpisodeResult, StepView
@@ -443,4 +444,6 @@ class Agent:
         row.status = "finished"
         row.result = result.summary()
         self.checkpoints.put_episode(row)
+        if self.settings.agent.freeze_heap:
+            settle_once()
         return result

@@ -194,6 +194,12 @@ class AgentSettings(BaseModel):
     mid-run resumes from the run's start and plays its steps again). With ``durability =
     exit`` nothing is checkpointed between nodes anyway, so a high value (the episode's
     step limit) costs nothing but the grouping of reports."""
+    freeze_heap: bool = True
+    """After the process's first episode, collect the garbage once and freeze what is left
+    out of the garbage collector's full passes (``agent/heap.py``): these otherwise rescan
+    the half a million long-lived objects of loaded libraries every second or so (about
+    300 ms each). Once per process; objects frozen then that later become cyclic garbage
+    are not freed."""
     skip_no_ops: bool = True
     """Leave out of the executor's options an action that, earlier in the episode, was taken
     in the very observation the agent sees now and left it unchanged (it did nothing then, so
