@@ -73,6 +73,11 @@ class MemorySettings(BaseModel):
     """Chroma server URL (``http://127.0.0.1:8000``) to share memory between processes."""
     namespace: str = "default"
     """Isolates memories and tools of different users or experiments."""
+    replica_limit: int = Field(default=5_000, ge=0)
+    """Embedded store: the writing process reads collections of up to this many records from
+    a copy it keeps in memory (``memory/replica.py``: an exact search in tens of
+    microseconds, where a query through Chroma takes about a millisecond); larger ones
+    through Chroma's index. 0: every read goes to Chroma."""
     top_k: int = Field(default=3, ge=0, le=50)
     """Episodic memories injected into the planner prompt."""
     prompt_token_budget: int = Field(default=400, ge=0)

@@ -26,4 +26,5 @@ def open_memory(
         episodic=mcfg.episodic,
         read_only=read_only,
         values=mcfg.values,
+        replica_limit=mcfg.replica_limit,
     )

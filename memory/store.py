@@ -13,6 +13,7 @@ from memory.embeddings import Embedder, default_embedder
 from memory.episodic import EpisodicMemory, EpisodicParams
 from memory.inprocess import InProcessBackend
 from memory.records import MemoryKind, MemoryRecord
+from memory.replica import REPLICA_LIMIT
 from memory.values import ValueFunction, ValueParams
 
 KINDS: tuple[MemoryKind, ...] = ("episode", "note", "experience", "action", "value")
@@ -66,9 +67,12 @@ class MemoryStore:
         episodic: EpisodicParams | None = None,
         read_only: bool = False,
         values: ValueParams | None = None,
+        replica_limit: int = REPLICA_LIMIT,
     ) -> MemoryStore:
         """A persistent store: embedded Chroma in directory ``path`` (one writing process),
         or the Chroma server at ``url`` (``http://127.0.0.1:8000``, shared by many processes).
+        The writer of an embedded store reads collections of up to ``replica_limit`` records
+        from a copy in memory (``memory/replica.py``; 0: every read goes to Chroma).
 
         Raises ``MemoryLocked`` when another process has ``path`` open for writing;
         ``read_only`` opens it anyway, for looking, and refuses writes.
@@ -80,7 +84,9 @@ class MemoryStore:
 
         emb = embedder or default_embedder()
         if path is not None:
-            backend = ChromaBackend.embedded(path, read_only=read_only, embedder=emb.name)
+            backend = ChromaBackend.embedded(
+                path, read_only=read_only, embedder=emb.name, replica_limit=replica_limit
+            )
         else:
             assert url is not None
             backend = ChromaBackend.server(url, read_only=read_only, embedder=emb.name)
