@@ -78,6 +78,16 @@ class MemorySettings(BaseModel):
     a copy it keeps in memory (``memory/replica.py``: an exact search in tens of
     microseconds, where a query through Chroma takes about a millisecond); larger ones
     through Chroma's index. 0: every read goes to Chroma."""
+    write_batch: int = Field(default=64, ge=1)
+    """Embedded store: the writer journals its writes to collections it reads from its copy
+    (one synced line each, ``memory/journal.py``) and sends them to Chroma together once
+    this many wait, or after ``write_batch_s``, before any direct read of Chroma, and at
+    close: a Chroma write costs about 4 ms however few records it holds. A process that
+    dies leaves the journal, which the next writer sends. Other processes reading the store
+    see Chroma, so up to this many writes behind. 1: each write goes to Chroma at once."""
+    write_batch_s: float = Field(default=5.0, gt=0)
+    """Most seconds a journaled write waits before it is sent to Chroma (checked at the
+    next write)."""
     top_k: int = Field(default=3, ge=0, le=50)
     """Episodic memories injected into the planner prompt."""
     prompt_token_budget: int = Field(default=400, ge=0)

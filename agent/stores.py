@@ -27,4 +27,6 @@ def open_memory(
         read_only=read_only,
         values=mcfg.values,
         replica_limit=mcfg.replica_limit,
+        write_batch=mcfg.write_batch,
+        write_batch_s=mcfg.write_batch_s,
     )

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -22,6 +22,7 @@ from agent.errors import EvolventError
 from memory.base import VectorBackend
 from memory.embeddings import Vectors
 from memory.inprocess import InProcessBackend
+from memory.journal import Batch, Entry, WriteJournal, batches
 from memory.locking import acquire_write_lock, release_write_lock
 from memory.records import MemoryRecord
 from memory.replica import REPLICA_LIMIT, Row, WriterState, release, writer_state
@@ -151,12 +152,16 @@ class ChromaBackend(VectorBackend):
         hnsw: dict[str, Any] | None = None,
         sole_writer: bool = False,
         replica_limit: int = 0,
+        write_batch: int = 1,
+        write_batch_s: float = 5.0,
     ) -> None:
         """``sole_writer``: no other process writes to this store while this one holds its
         write lock (``lock_key``; an embedded store), so counts are remembered, and
         collections of up to ``replica_limit`` records are read from a copy kept in this
         process (``memory/replica.py``), both shared with the other backends this process
-        has open on the store."""
+        has open on the store. With a copy, ``write_batch`` above 1 journals the writes and
+        sends them to Chroma in batches of up to that many, or after ``write_batch_s``
+        seconds (``memory/journal.py``)."""
         self.client = client
         self.hnsw = {**HNSW, **(hnsw or {}), "space": "cosine"}
         self.location = location
@@ -174,8 +179,11 @@ class ChromaBackend(VectorBackend):
             if self._sole_writer and lock_key is not None
             else WriterState()
         )
-        """Counts, read copy and write order: shared with every backend writing this store
-        in this process (``memory/replica.py``); a server's or reader's own."""
+        """Counts, read copy, journal and write order: shared with every backend writing this
+        store in this process (``memory/replica.py``); a server's or reader's own."""
+        self._defers = self._reads_copy and write_batch > 1
+        if self._defers and self._state.journal is None:
+            self._state.journal = WriteJournal(Path(location), write_batch, write_batch_s)
 
     @classmethod
     def embedded(
@@ -186,13 +194,17 @@ class ChromaBackend(VectorBackend):
         embedder: str | None = None,
         hnsw: dict[str, Any] | None = None,
         replica_limit: int = REPLICA_LIMIT,
+        write_batch: int = 1,
+        write_batch_s: float = 5.0,
     ) -> ChromaBackend:
         """A store in directory ``path``, written by this process only.
 
         ``read_only`` skips the write lock (for listing while an agent runs) and refuses writes;
         it sees what the writer had committed when each collection was first opened. A
         writer reads collections of up to ``replica_limit`` records from a copy in memory
-        (0: every read goes to Chroma).
+        (0: every read goes to Chroma), and with ``write_batch`` above 1 journals its writes
+        to them and sends them to Chroma in batches. The first writer to open the store in a
+        process sends Chroma what a journal left by a process that died holds.
         """
         import chromadb
 
@@ -211,7 +223,7 @@ class ChromaBackend(VectorBackend):
             if key is not None:
                 release_write_lock(key)
             raise
-        return cls(
+        backend = cls(
             client,
             str(p),
             read_only=read_only,
@@ -220,7 +232,16 @@ class ChromaBackend(VectorBackend):
             hnsw=hnsw,
             sole_writer=True,
             replica_limit=replica_limit,
+            write_batch=write_batch,
+            write_batch_s=write_batch_s,
         )
+        if backend._sole_writer and backend._state.users == 1:
+            try:
+                backend._recover()
+            except BaseException:
+                backend.close()
+                raise
+        return backend
 
     @classmethod
     def server(
@@ -325,6 +346,7 @@ class ChromaBackend(VectorBackend):
 
     def collections(self) -> list[str]:
         """Names of our collections in this store."""
+        self._send_journal()  # a journaled add may create one
         names = (collection_name(c.name) for c in self.client.list_collections())
         return sorted(n for n in names if n is not None)
 
@@ -334,6 +356,7 @@ class ChromaBackend(VectorBackend):
         if self.read_only:
             raise EvolventError(f"memory store {self.location} is open read-only")
         with self._state.lock:
+            self._send_journal()
             held = self._count(collection) > 0
             with self._guard:
                 self._cols.pop(collection, None)
@@ -357,6 +380,9 @@ class ChromaBackend(VectorBackend):
             with self._state.lock:
                 held = replica.held(name)
                 if held is None:
+                    journal = self._state.journal
+                    if journal is not None and journal.holds(name):
+                        self._send_journal()  # Chroma must have them before it is read
                     held = replica.load(name, self._count(name), lambda: self._rows(name))
         return held
 
@@ -380,6 +406,7 @@ class ChromaBackend(VectorBackend):
     def _write(self, name: str, chroma: Callable[[], T], copy: Callable[[Any], object]) -> T:
         """A write to Chroma (``chroma``), then the same write to the collection's copy."""
         with self._state.lock:
+            self._send_journal()  # the journal's writes came first
             try:
                 out = chroma()
             except BaseException:
@@ -392,62 +419,152 @@ class ChromaBackend(VectorBackend):
     def _copy(self) -> InProcessBackend:
         return self._state.replica.copy
 
+    # -- the journal: writes sent to Chroma in batches -------------------------------------
+
+    def _journaled(self, entry: Entry, copy: Callable[[InProcessBackend], object]) -> bool:
+        """Apply ``entry`` to the copy and journal it, when this backend defers writes to a
+        copied collection; False when the caller must write to Chroma now."""
+        if not self._defers or not self._copied(entry.collection):
+            return False
+        state = self._state
+        journal = state.journal
+        assert journal is not None
+        with state.lock:
+            if not state.replica.held(entry.collection):  # let go meanwhile
+                return False
+            try:
+                copy(state.replica.copy)
+                journal.append(entry)
+            except BaseException:
+                state.replica.forget(entry.collection)  # loaded again from what was sent
+                raise
+            state.replica.trim(entry.collection)
+            if journal.due():
+                self._send_journal()
+        return True
+
+    def _send_journal(self) -> None:
+        """Send Chroma every journaled write, before anything reads or writes it directly."""
+        journal = self._state.journal
+        if journal is None or not journal.entries:
+            return
+        with self._state.lock:
+            if not journal.entries:
+                return
+            waiting = len(journal.entries)
+            try:
+                for b in batches(journal.entries):
+                    self._send(b)
+            except Exception as e:
+                raise EvolventError(
+                    f"memory store {self.location}: sending {waiting} journaled writes to "
+                    f"Chroma failed ({e}); they stay in {journal.path} and are sent again "
+                    "on the next write, at close, or when the store is next opened"
+                ) from e
+            journal.sent()
+
+    def _recover(self) -> None:
+        """Send Chroma the writes a process that died left in the store's journal."""
+        left = WriteJournal.left(Path(self.location))
+        try:
+            for b in batches(left):
+                self._send(b)
+        except Exception as e:
+            raise EvolventError(
+                f"memory store {self.location}: the journal a previous process left holds "
+                f"{len(left)} writes, and sending them to Chroma failed ({e})"
+            ) from e
+        WriteJournal.clear(Path(self.location))
+
+    def _send(self, b: Batch) -> None:
+        if b.op == "add":
+            assert b.vectors is not None
+            self._chroma_put("add", b.collection, b.records, b.vectors)
+        elif b.op == "upsert":
+            assert b.vectors is not None
+            self._chroma_put("upsert", b.collection, b.records, b.vectors)
+        elif b.op == "update":
+            self._chroma_update(b.collection, b.records)
+        else:
+            self._chroma_delete(b.collection, b.ids)
+
     # -- primitives ----------------------------------------------------------------------
 
     def upsert(self, collection: str, records: Sequence[MemoryRecord], vectors: Vectors) -> None:
-        if len(records) != len(vectors):
-            raise ValueError("records and vectors differ in length")
-
-        def op(col: Any) -> None:
-            for s in range(0, len(records), self._max_batch):
-                chunk = records[s : s + self._max_batch]
-                col.upsert(
-                    ids=[r.id for r in chunk],
-                    embeddings=vectors[s : s + self._max_batch],
-                    metadatas=[_metadata(r) for r in chunk],
-                )
-
-        if records:
-            self._write(
-                collection,
-                lambda: self._run(collection, True, op, None),
-                lambda c: c.upsert(collection, records, np.asarray(vectors)),
-            )
+        self._put("upsert", collection, records, vectors)
 
     def add(self, collection: str, records: Sequence[MemoryRecord], vectors: Vectors) -> None:
         # Chroma's add skips the per-id lookup of upsert: about 1.3-2x the records/s.
+        self._put("add", collection, records, vectors)
+
+    def _put(
+        self,
+        how: Literal["add", "upsert"],
+        collection: str,
+        records: Sequence[MemoryRecord],
+        vectors: Vectors,
+    ) -> None:
         if len(records) != len(vectors):
             raise ValueError("records and vectors differ in length")
+        if not records:
+            return
+        if self.read_only:
+            raise EvolventError(f"memory store {self.location} is open read-only")
+        rows = np.asarray(vectors, dtype=np.float32)
+        entry = Entry(how, collection, list(records), rows)
+        if how == "add":
+            done = self._journaled(entry, lambda c: c.add(collection, records, rows))
+        else:
+            done = self._journaled(entry, lambda c: c.upsert(collection, records, rows))
+        if done:
+            return
+        self._write(
+            collection,
+            lambda: self._chroma_put(how, collection, records, vectors),
+            lambda c: getattr(c, how)(collection, records, rows),
+        )
 
+    def _chroma_put(
+        self,
+        how: Literal["add", "upsert"],
+        collection: str,
+        records: Sequence[MemoryRecord],
+        vectors: Vectors,
+    ) -> None:
         def op(col: Any) -> None:
+            put = col.add if how == "add" else col.upsert
             for s in range(0, len(records), self._max_batch):
                 chunk = records[s : s + self._max_batch]
-                col.add(
+                put(
                     ids=[r.id for r in chunk],
                     embeddings=vectors[s : s + self._max_batch],
                     metadatas=[_metadata(r) for r in chunk],
                 )
 
-        if records:
-            self._write(
-                collection,
-                lambda: self._run(collection, True, op, None),
-                lambda c: c.add(collection, records, np.asarray(vectors)),
-            )
+        self._run(collection, True, op, None)
 
     def update(self, collection: str, records: Sequence[MemoryRecord]) -> None:
+        if not records:
+            return
+        if self.read_only:
+            raise EvolventError(f"memory store {self.location} is open read-only")
+        entry = Entry("update", collection, list(records))
+        if self._journaled(entry, lambda c: c.update(collection, records)):
+            return
+        self._write(
+            collection,
+            lambda: self._chroma_update(collection, records),
+            lambda c: c.update(collection, records),
+        )
+
+    def _chroma_update(self, collection: str, records: Sequence[MemoryRecord]) -> None:
         def op(col: Any) -> None:
             # Chroma's update ignores unknown ids, as the contract asks.
             for s in range(0, len(records), self._max_batch):
                 chunk = records[s : s + self._max_batch]
                 col.update(ids=[r.id for r in chunk], metadatas=[_metadata(r) for r in chunk])
 
-        if records:
-            self._write(
-                collection,
-                lambda: self._run(collection, True, op, None),
-                lambda c: c.update(collection, records),
-            )
+        self._run(collection, True, op, None)
 
     def query(self, collection: str, vector: Vectors, k: int) -> list[tuple[MemoryRecord, float]]:
         def op(col: Any) -> list[tuple[MemoryRecord, float]]:
@@ -463,6 +580,7 @@ class ChromaBackend(VectorBackend):
             return []
         if self._copied(collection):
             return self._copy.query(collection, vector, k)
+        self._send_journal()
         return self._run(collection, False, op, [])
 
     def query_many(
@@ -481,6 +599,7 @@ class ChromaBackend(VectorBackend):
             return [[] for _ in range(len(vectors))]
         if self._copied(collection):
             return self._copy.query_many(collection, vectors, k)
+        self._send_journal()
         return self._run(collection, False, op, [[] for _ in range(len(vectors))])
 
     def get(self, collection: str, ids: Sequence[str]) -> list[MemoryRecord]:
@@ -494,9 +613,30 @@ class ChromaBackend(VectorBackend):
             return []
         if self._copied(collection):
             return self._copy.get(collection, ids)
+        self._send_journal()
         return self._run(collection, False, op, [])
 
     def delete(self, collection: str, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        if self.read_only:
+            raise EvolventError(f"memory store {self.location} is open read-only")
+        wanted = list(dict.fromkeys(ids))
+        if self._defers and self._copied(collection):
+            gone = [0]
+
+            def copy(c: InProcessBackend) -> None:
+                gone[0] = c.delete(collection, wanted)
+
+            if self._journaled(Entry("delete", collection, [], ids=wanted), copy):
+                return gone[0]
+        return self._write(
+            collection,
+            lambda: self._chroma_delete(collection, wanted),
+            lambda c: c.delete(collection, wanted),
+        )
+
+    def _chroma_delete(self, collection: str, ids: Sequence[str]) -> int:
         def op(col: Any) -> int:
             # Chroma 1.5 reports every requested id as deleted, so count the ones that exist.
             found = col.get(ids=list(dict.fromkeys(ids)), include=[])["ids"]
@@ -504,16 +644,8 @@ class ChromaBackend(VectorBackend):
                 col.delete(ids=found)
             return len(found)
 
-        if not ids:
-            return 0
-        if self.read_only:
-            raise EvolventError(f"memory store {self.location} is open read-only")
-
-        def chroma() -> int:
-            with self._writing(collection):  # a write that must not create the collection
-                return self._run(collection, False, op, 0)
-
-        return self._write(collection, chroma, lambda c: c.delete(collection, ids))
+        with self._writing(collection):  # a write that must not create the collection
+            return self._run(collection, False, op, 0)
 
     def scan(self, collection: str) -> Iterator[MemoryRecord]:
         def op(col: Any) -> list[tuple[float, int, str]]:
@@ -530,6 +662,7 @@ class ChromaBackend(VectorBackend):
         if self._copied(collection):
             yield from self._copy.scan(collection)
             return
+        self._send_journal()
         # Sorted as raw JSON strings, parsed while yielding: a full scan of a large store
         # holds strings, not a million pydantic objects.
         empty: list[tuple[float, int, str]] = []
@@ -541,6 +674,7 @@ class ChromaBackend(VectorBackend):
     def count(self, collection: str) -> int:
         if self._copied(collection):
             return self._copy.count(collection)
+        self._send_journal()
         return self._count(collection)
 
     def _count(self, collection: str) -> int:
@@ -562,10 +696,13 @@ class ChromaBackend(VectorBackend):
     def close(self) -> None:
         if self._closed:
             return
-        self._closed = True
-        self._cols.clear()
-        if self._sole_writer and self._lock_key is not None:
-            release(self._lock_key)
+        try:
+            self._send_journal()
+        finally:
+            self._closed = True
+            self._cols.clear()
+            if self._sole_writer and self._lock_key is not None:
+                release(self._lock_key)
         close = getattr(self.client, "close", None)
         if close is not None:
             close()

@@ -54,7 +54,12 @@ class InProcessBackend(VectorBackend):
         rows = np.asarray(vectors, dtype=np.float32)
         with self._lock:
             col = self._col(collection)
-            if not col.ids and len(rows) and col.matrix.shape[1] != rows.shape[1]:
+            if len(rows) and col.matrix.shape[1] != rows.shape[1]:
+                if col.ids:
+                    raise ValueError(
+                        f"embedding dimension {rows.shape[1]} does not match collection "
+                        f"{collection!r} of dimension {col.matrix.shape[1]}"
+                    )
                 col.matrix = np.zeros((0, rows.shape[1]), dtype=np.float32)
             new_rows: list[Vectors] = []
             for rec, vec in zip(records, rows, strict=True):

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from memory.inprocess import InProcessBackend
+from memory.journal import WriteJournal
 from memory.records import MemoryRecord
 
 Row = tuple[MemoryRecord, list[float]]
@@ -71,7 +72,11 @@ class Replica:
         except Exception:  # Chroma has the write; the copy is loaded from it again
             self.forget(name)
             return
-        if self.copy.count(name) > self.limit:
+        self.trim(name)
+
+    def trim(self, name: str) -> None:
+        """Let the copy of ``name`` go once it holds more than ``limit`` records."""
+        if self.held(name) and self.copy.count(name) > self.limit:
             self.copy.drop(name)
             with self._guard:
                 self._held[name] = False
@@ -108,6 +113,8 @@ class WriterState:
         self.writes: dict[str, int] = {}
         """Collection -> writes begun or ended, so a count read across one is not kept."""
         self.users = 0
+        self.journal: WriteJournal | None = None
+        """Writes waiting to go to Chroma (``memory/journal.py``), when batched."""
 
 
 _STATES: dict[str, WriterState] = {}
@@ -135,3 +142,5 @@ def release(key: str) -> None:
         if state.users <= 0:
             del _STATES[key]
             state.replica.clear()
+            if state.journal is not None:
+                state.journal.close()

@@ -68,11 +68,15 @@ class MemoryStore:
         read_only: bool = False,
         values: ValueParams | None = None,
         replica_limit: int = REPLICA_LIMIT,
+        write_batch: int = 1,
+        write_batch_s: float = 5.0,
     ) -> MemoryStore:
         """A persistent store: embedded Chroma in directory ``path`` (one writing process),
         or the Chroma server at ``url`` (``http://127.0.0.1:8000``, shared by many processes).
         The writer of an embedded store reads collections of up to ``replica_limit`` records
-        from a copy in memory (``memory/replica.py``; 0: every read goes to Chroma).
+        from a copy in memory (``memory/replica.py``; 0: every read goes to Chroma) and,
+        with ``write_batch`` above 1, journals its writes and sends them to Chroma in
+        batches (``memory/journal.py``).
 
         Raises ``MemoryLocked`` when another process has ``path`` open for writing;
         ``read_only`` opens it anyway, for looking, and refuses writes.
@@ -85,7 +89,12 @@ class MemoryStore:
         emb = embedder or default_embedder()
         if path is not None:
             backend = ChromaBackend.embedded(
-                path, read_only=read_only, embedder=emb.name, replica_limit=replica_limit
+                path,
+                read_only=read_only,
+                embedder=emb.name,
+                replica_limit=replica_limit,
+                write_batch=write_batch,
+                write_batch_s=write_batch_s,
             )
         else:
             assert url is not None

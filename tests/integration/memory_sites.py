@@ -20,9 +20,10 @@ from memory import Embedder, EpisodicParams, HashingEmbedder, InProcessBackend, 
 from memory.base import VectorBackend
 
 REPO = Path(__file__).resolve().parents[2]
-KINDS = ["inprocess", "embedded", "embedded-direct", "server"]
+KINDS = ["inprocess", "embedded", "embedded-batched", "embedded-direct", "server"]
 """``embedded`` reads small collections from its in-process copy (``memory/replica.py``);
-``embedded-direct`` is the same store with every read going to Chroma."""
+``embedded-batched`` also journals its writes and sends them to Chroma in batches
+(``memory/journal.py``); ``embedded-direct`` reads and writes Chroma for everything."""
 
 # -- the Chroma server of this test session ---------------------------------------------
 
@@ -105,9 +106,13 @@ class Site:
         if self.kind == "inprocess":
             backend = self._inproc.setdefault(emb.dim, InProcessBackend(emb.dim))
             st = MemoryStore(backend, emb, namespace, params)
-        elif self.kind == "embedded":
+        elif self.kind in ("embedded", "embedded-batched"):
             st = MemoryStore.open(
-                path=self.path, namespace=namespace, embedder=emb, episodic=params
+                path=self.path,
+                namespace=namespace,
+                embedder=emb,
+                episodic=params,
+                write_batch=self.write_batch,
             )
         elif self.kind == "embedded-direct":
             from memory.chroma import ChromaBackend
@@ -119,6 +124,10 @@ class Site:
             st = MemoryStore.open(url=self.url, namespace=ns, embedder=emb, episodic=params)
         self._open.append(st)
         return st
+
+    @property
+    def write_batch(self) -> int:
+        return 64 if self.kind == "embedded-batched" else 1
 
     def location(self) -> dict[str, str]:
         return {"url": str(self.url)} if self.kind == "server" else {"path": str(self.path)}
@@ -145,6 +154,7 @@ OPEN = """
 import json, os, sys
 from memory import EpisodicParams, HashingEmbedder, MemoryStore
 loc = {loc!r}
+batch = {{}} if "url" in loc else {{"write_batch": {wb!r}}}
 st = MemoryStore.open(**loc, namespace={ns!r}, embedder=HashingEmbedder(),
-                      episodic=EpisodicParams(epsilon=0.0), read_only={ro!r})
+                      episodic=EpisodicParams(epsilon=0.0), read_only={ro!r}, **batch)
 """

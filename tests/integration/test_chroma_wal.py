@@ -25,7 +25,7 @@ def _mode(db: Path) -> str:
 
 
 def _open(path: Path, code: str, read_only: bool = False) -> dict[str, object]:
-    head = OPEN.format(loc={"path": str(path)}, ns="wal", ro=read_only)
+    head = OPEN.format(loc={"path": str(path)}, ns="wal", ro=read_only, wb=1)
     done = run_python(head + code)
     assert done.returncode == 0, done.stderr
     out: dict[str, object] = json.loads(done.stdout)

@@ -381,7 +381,9 @@ def test_namespaces_isolate(site: Site) -> None:
 def test_persists_across_processes(site: Site) -> None:
     if site.kind == "inprocess":
         pytest.skip("the in-process backend keeps nothing after its process ends, by design")
-    head = OPEN.format(loc=site.location(), ns=site.namespace("persist"), ro=False)
+    head = OPEN.format(
+        loc=site.location(), ns=site.namespace("persist"), ro=False, wb=site.write_batch
+    )
     # The writer exits without close(): what it wrote must already be durable.
     write = run_python(
         head

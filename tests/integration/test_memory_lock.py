@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 def _try_open(path: Path, read_only: bool = False) -> dict[str, object]:
     code = (
-        OPEN.format(loc={"path": str(path)}, ns="ns", ro=read_only).replace(
+        OPEN.format(loc={"path": str(path)}, ns="ns", ro=read_only, wb=1).replace(
             "st = MemoryStore", "try:\n  st = MemoryStore"
         )
         + """
@@ -68,7 +68,7 @@ def test_second_process_gets_memory_locked(tmp_path: Path) -> None:
 
 def test_lock_is_released_when_the_holder_dies(tmp_path: Path) -> None:
     path = tmp_path / "memory"
-    code = OPEN.format(loc={"path": str(path)}, ns="ns", ro=False) + (
+    code = OPEN.format(loc={"path": str(path)}, ns="ns", ro=False, wb=1) + (
         'st.notes.add("k", "v")\nprint("ready", flush=True)\nimport time\ntime.sleep(600)\n'
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -1,0 +1,104 @@
+"""Writes journaled and sent to Chroma in batches (``memory/journal.py``), on a real store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from memory_sites import OPEN, run_python
+
+from memory.chroma import ChromaBackend, chroma_name
+from memory.journal import JOURNAL_NAME, WriteJournal
+from memory.records import MemoryRecord
+
+pytestmark = pytest.mark.integration
+
+COL = "journaled"
+
+
+def _rec(i: int, text: str = "t") -> MemoryRecord:
+    return MemoryRecord(id=f"r{i}", kind="note", key=f"k{i}", text=text)
+
+
+def _vec(i: int) -> np.ndarray:
+    v = np.zeros((1, 8), dtype=np.float32)
+    v[0, i % 8] = 1.0
+    return v
+
+
+def _in_chroma(b: ChromaBackend) -> int:
+    """Records Chroma itself holds, past our copy and journal."""
+    try:
+        return int(b.client.get_collection(chroma_name(COL)).count())
+    except Exception:  # not created yet
+        return 0
+
+
+def test_writes_wait_in_the_journal_until_a_batch_is_full(tmp_path: Path) -> None:
+    b = ChromaBackend.embedded(tmp_path / "mem", write_batch=4, write_batch_s=3600)
+    try:
+        b.add(COL, [_rec(0)], _vec(0))
+        b.update(COL, [_rec(0, "u")])
+        b.add(COL, [_rec(1)], _vec(1))
+        assert b.count(COL) == 2 and _in_chroma(b) == 0  # read from the copy; Chroma waits
+        assert len(WriteJournal.left(tmp_path / "mem")) == 3
+        assert [r.text for r in b.get(COL, ["r0"])] == ["u"]
+        b.delete(COL, ["r1"])  # the fourth: the batch goes
+        assert _in_chroma(b) == 1 and WriteJournal.left(tmp_path / "mem") == []
+        b.add(COL, [_rec(2)], _vec(2))
+    finally:
+        b.close()
+    assert WriteJournal.left(tmp_path / "mem") == []  # close sent the rest
+    again = ChromaBackend.embedded(tmp_path / "mem", replica_limit=0)
+    try:
+        assert sorted((r.id, r.text) for r in again.scan(COL)) == [("r0", "u"), ("r2", "t")]
+    finally:
+        again.close()
+
+
+def test_a_direct_read_of_chroma_sends_the_journal_first(tmp_path: Path) -> None:
+    b = ChromaBackend.embedded(tmp_path / "mem", replica_limit=2, write_batch=64)
+    try:
+        b.add(COL, [_rec(0), _rec(1)], np.vstack([_vec(0), _vec(1)]))
+        assert _in_chroma(b) == 0
+        b.add(COL, [_rec(2)], _vec(2))  # past the copy's limit: now read from Chroma
+        assert b.count(COL) == 3 and _in_chroma(b) == 3
+        assert [r.id for r, _ in b.query(COL, _vec(2)[0], 1)] == ["r2"]
+    finally:
+        b.close()
+
+
+def test_a_process_that_dies_leaves_its_journal_and_the_next_writer_sends_it(
+    tmp_path: Path,
+) -> None:
+    loc = {"path": str(tmp_path / "mem")}
+    head = OPEN.format(loc=loc, ns="j", ro=False, wb=64)
+    died = run_python(
+        head
+        + """
+a = st.episodes.add("cook the potato", "slice it", success=True, reward=1.0)
+st.episodes.reinforce([a], 1.0)
+st.notes.add("looping", "stop repeating")
+print(json.dumps({"id": a, "rows": list(st.export())}))
+sys.stdout.flush()
+os._exit(0)  # no close: the writes are in the journal only
+"""
+    )
+    assert died.returncode == 0, died.stderr
+    written = json.loads(died.stdout)
+    assert (tmp_path / "mem" / JOURNAL_NAME).stat().st_size > 0
+    look = """
+print(json.dumps({"rows": list(st.export())}))
+st.close()
+"""
+    reader = run_python(OPEN.format(loc=loc, ns="j", ro=True, wb=64) + look)
+    assert reader.returncode == 0, reader.stderr
+    assert json.loads(reader.stdout)["rows"] == []  # read-only: Chroma, without the journal
+    writer = run_python(head + look)
+    assert writer.returncode == 0, writer.stderr
+    assert json.loads(writer.stdout)["rows"] == written["rows"]
+    assert WriteJournal.left(tmp_path / "mem") == []
+    after = run_python(OPEN.format(loc=loc, ns="j", ro=True, wb=64) + look)
+    assert json.loads(after.stdout)["rows"] == written["rows"]
