@@ -86,8 +86,7 @@ class MemorySettings(BaseModel):
     dies leaves the journal, which the next writer sends. Other processes reading the store
     see Chroma, so up to this many writes behind. 1: each write goes to Chroma at once."""
     write_batch_s: float = Field(default=5.0, gt=0)
-    """Most seconds a journaled write waits before it is sent to Chroma (checked at the
-    next write)."""
+    """Most seconds a journaled write waits before it is sent to Chroma."""
     top_k: int = Field(default=3, ge=0, le=50)
     """Episodic memories injected into the planner prompt."""
     prompt_token_budget: int = Field(default=400, ge=0)

@@ -30,6 +30,7 @@ class OpTotal(BaseModel):
 def operations() -> dict[str, tuple[type, str]]:
     """The operations timed: label -> (class, method name)."""
     from memory.chroma import ChromaBackend
+    from memory.chroma_access import ChromaAccess
     from memory.embeddings import HashingEmbedder, SentenceTransformerEmbedder
     from memory.episodic import EpisodicMemory
     from memory.values import ValueFunction, ValueSnapshot
@@ -40,6 +41,12 @@ def operations() -> dict[str, tuple[type, str]]:
     }
     ops.update(
         {
+            # What reaches Chroma itself: the backend's calls above are answered by the
+            # in-memory copy and the journal where they can.
+            "chroma.send_journal": (ChromaBackend, "_send_journal"),
+            "chroma.write_add_upsert": (ChromaAccess, "_chroma_put"),
+            "chroma.write_update": (ChromaAccess, "_chroma_update"),
+            "chroma.write_delete": (ChromaAccess, "_chroma_delete"),
             "embed.hashing": (HashingEmbedder, "embed"),
             "embed.minilm": (SentenceTransformerEmbedder, "embed"),
             "episodic.recall": (EpisodicMemory, "recall_vector"),

@@ -7,8 +7,9 @@ in-memory copy (``memory/replica.py``), so Chroma only has to have the writes by
 something reads Chroma itself. So each write is appended to this journal (one line, synced
 to disk: as durable as Chroma's own commit, in about 0.15 ms) and applied to the copy, and
 the journal's writes go to Chroma together, consecutive ones of a kind and collection in one
-call: once ``batch`` writes wait or the oldest has waited ``seconds``, before anything is
-read from or written to Chroma directly, and at close. A process that dies leaves its
+call: once ``batch`` writes wait or the oldest has waited ``seconds`` (a timer sends them
+then, also when no other write comes), before anything is read from or written to Chroma
+directly, and at close. A process that dies leaves its
 journal; the next writer to open the store sends it to Chroma first. Processes that open the
 store read-only see what Chroma has: at most ``batch`` writes or ``seconds`` behind.
 
@@ -137,10 +138,10 @@ class WriteJournal:
 
     def sent(self) -> None:
         """Every entry is in Chroma: the journal starts empty."""
-        self.entries = []
         if self._fd is not None:
             os.ftruncate(self._fd, 0)
             os.fsync(self._fd)
+        self.entries = []
 
     def close(self) -> None:
         if self._fd is not None:

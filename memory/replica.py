@@ -143,4 +143,5 @@ def release(key: str) -> None:
             del _STATES[key]
             state.replica.clear()
             if state.journal is not None:
-                state.journal.close()
+                with state.lock:  # not while a timer's send is truncating it
+                    state.journal.close()

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from memory_sites import OPEN, run_python
 
-from memory.chroma import ChromaBackend, chroma_name
+from memory.chroma import ChromaBackend
+from memory.chroma_names import chroma_name
 from memory.journal import JOURNAL_NAME, WriteJournal
 from memory.records import MemoryRecord
 
@@ -102,3 +104,18 @@ st.close()
     assert WriteJournal.left(tmp_path / "mem") == []
     after = run_python(OPEN.format(loc=loc, ns="j", ro=True, wb=64) + look)
     assert json.loads(after.stdout)["rows"] == written["rows"]
+
+
+def test_a_lone_write_reaches_chroma_after_the_seconds_even_with_no_other_write(
+    tmp_path: Path,
+) -> None:
+    b = ChromaBackend.embedded(tmp_path / "mem", write_batch=64, write_batch_s=0.2)
+    try:
+        b.add(COL, [_rec(0)], _vec(0))
+        assert _in_chroma(b) == 0
+        deadline = time.monotonic() + 10
+        while WriteJournal.left(tmp_path / "mem") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _in_chroma(b) == 1 and WriteJournal.left(tmp_path / "mem") == []
+    finally:
+        b.close()

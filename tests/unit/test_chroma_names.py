@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from memory.chroma import chroma_name, collection_name
+from memory.chroma_names import chroma_name, collection_name
 
 # Chroma's rule: 3-512 chars of [a-zA-Z0-9._-], alphanumeric at both ends, no "..".
 VALID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
