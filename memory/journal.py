@@ -82,27 +82,35 @@ class Batch:
 
 
 def batches(entries: list[Entry]) -> list[Batch]:
-    """``entries`` merged into as few calls as keep their meaning: within a run of adds the
-    first record of an id counts (a later add of it changes nothing), within upserts and
-    updates the last, within deletes every id once."""
+    """``entries`` merged into as few calls as keep their meaning. Collections are
+    independent, so each collection's entries go together, in their order (an episode
+    writes its step values, then a Q update, then the next episode's step values: one add
+    and one update, not one call each). Within a run of adds the first record of an id
+    counts (a later add of it changes nothing), within upserts and updates the last, within
+    deletes every id once."""
     out: list[Batch] = []
-    for (op, col), run in groupby(entries, key=lambda e: (e.op, e.collection)):
-        group = list(run)
-        if op == "delete":
-            ids = list(dict.fromkeys(i for e in group for i in (e.ids or [])))
-            out.append(Batch(op, col, [], None, ids))
-            continue
-        rows: dict[str, tuple[MemoryRecord, np.ndarray | None]] = {}
-        for e in group:
-            for k, rec in enumerate(e.records):
-                if op == "add" and rec.id in rows:
-                    continue
-                rows.pop(rec.id, None)  # an upsert's or update's later row, in its place
-                rows[rec.id] = (rec, None if e.vectors is None else e.vectors[k])
-        records = [r for r, _ in rows.values()]
-        vectors = None if op == "update" else np.stack([v for _, v in rows.values()])  # type: ignore[misc]
-        out.append(Batch(op, col, records, vectors, [r.id for r in records]))
+    for col in dict.fromkeys(e.collection for e in entries):
+        mine = [e for e in entries if e.collection == col]
+        for op, run in groupby(mine, key=lambda e: e.op):
+            out.append(_merged(op, col, list(run)))
     return out
+
+
+def _merged(op: Op, col: str, group: list[Entry]) -> Batch:
+    """One call for ``group``, consecutive entries of ``op`` on ``col``."""
+    if op == "delete":
+        ids = list(dict.fromkeys(i for e in group for i in (e.ids or [])))
+        return Batch(op, col, [], None, ids)
+    rows: dict[str, tuple[MemoryRecord, np.ndarray | None]] = {}
+    for e in group:
+        for k, rec in enumerate(e.records):
+            if op == "add" and rec.id in rows:
+                continue
+            rows.pop(rec.id, None)  # an upsert's or update's later row, in its place
+            rows[rec.id] = (rec, None if e.vectors is None else e.vectors[k])
+    records = [r for r, _ in rows.values()]
+    vectors = None if op == "update" else np.stack([v for _, v in rows.values()])  # type: ignore[misc]
+    return Batch(op, col, records, vectors, [r.id for r in records])
 
 
 class WriteJournal:

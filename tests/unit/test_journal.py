@@ -39,7 +39,7 @@ def test_runs_of_one_kind_and_collection_merge_keeping_their_meaning() -> None:
     entries = [
         Entry("add", "c", [rec("a", "first")], vec(0.1)),
         Entry("add", "c", [rec("a", "second"), rec("b")], vec(0.2, 0.3)),  # a: changes nothing
-        Entry("add", "d", [rec("x")], vec(0.4)),
+        Entry("add", "d", [rec("x")], vec(0.4)),  # another collection: sent on its own
         Entry("update", "c", [rec("a", "u1"), rec("b", "u1")]),
         Entry("update", "c", [rec("a", "u2")]),  # the last update of a wins
         Entry("upsert", "c", [rec("b", "v1")], vec(0.5)),
@@ -51,17 +51,31 @@ def test_runs_of_one_kind_and_collection_merge_keeping_their_meaning() -> None:
     got = [
         (b.op, b.collection, [(r.id, r.text) for r in b.records], b.ids) for b in batches(entries)
     ]
+    # Each collection's entries together (collections are independent), in their order.
     assert got == [
         ("add", "c", [("a", "first"), ("b", "t")], ["a", "b"]),
-        ("add", "d", [("x", "t")], ["x"]),
         ("update", "c", [("b", "u1"), ("a", "u2")], ["b", "a"]),
         ("upsert", "c", [("b", "v2")], ["b"]),
         ("delete", "c", [], ["a", "b"]),
         ("add", "c", [("a", "again")], ["a"]),
+        ("add", "d", [("x", "t")], ["x"]),
     ]
     first = batches(entries)[0].vectors
     assert first is not None and np.allclose(first, vec(0.1, 0.3))  # a's first vector
-    assert np.allclose(batches(entries)[3].vectors, vec(0.6))  # type: ignore[arg-type]
+    assert np.allclose(batches(entries)[2].vectors, vec(0.6))  # type: ignore[arg-type]
+
+
+def test_an_episode_after_another_is_one_call_per_collection_and_kind() -> None:
+    entries = []
+    for ep in range(5):  # per episode: its step values, then a Q update of a recalled memory
+        entries.append(Entry("add", "values", [rec(f"v{ep}")], vec(0.1 * ep)))
+        entries.append(Entry("update", "episodes", [rec("e0", f"q{ep}")]))
+    got = [(b.op, b.collection, b.ids) for b in batches(entries)]
+    assert got == [
+        ("add", "values", [f"v{ep}" for ep in range(5)]),
+        ("update", "episodes", ["e0"]),
+    ]
+    assert batches(entries)[1].records[0].text == "q4"
 
 
 def test_the_journal_file_holds_what_waits_and_a_torn_last_line_is_skipped(
