@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import numpy as np
 
-from agent.errors import EvolventError
+from agent.errors import EvolventError, MemoryLocked
 from memory.base import VectorBackend
 from memory.chroma_access import ChromaAccess, T
 from memory.embeddings import Vectors
@@ -99,13 +100,21 @@ class ChromaBackend(ChromaAccess, VectorBackend):
         writer reads collections of up to ``replica_limit`` records from a copy in memory
         (0: every read goes to Chroma), and with ``write_batch`` above 1 journals its writes
         to them and sends them to Chroma in batches. The first writer to open the store in a
-        process sends Chroma what a journal left by a process that died holds.
+        process sends Chroma what a journal left by a process that died holds; so does a
+        reader, when no writer has the store open.
         """
         import chromadb
 
         p = Path(path).expanduser()
         if read_only and not (p / "chroma.sqlite3").exists():
             raise EvolventError(f"no memory store at {p}")
+        if read_only and WriteJournal.waiting(p):
+            # Writes journaled by a writer that is gone: send them first, as the next writer
+            # would (SQLite's readers roll back a hot journal too). A live writer's journal
+            # is its own to send; this reader then sees Chroma, up to a batch behind.
+            # A reader that cannot write there (permissions, a failing send) reads anyway.
+            with suppress(MemoryLocked, EvolventError, OSError):
+                cls.embedded(p, embedder=embedder, hnsw=hnsw, replica_limit=0).close()
         p.mkdir(parents=True, exist_ok=True)
         key = None if read_only else acquire_write_lock(p)
         try:

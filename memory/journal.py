@@ -157,6 +157,14 @@ class WriteJournal:
             self._fd = None
 
     @staticmethod
+    def waiting(directory: Path) -> bool:
+        """Whether ``directory``'s journal holds anything."""
+        try:
+            return (directory / JOURNAL_NAME).stat().st_size > 0
+        except FileNotFoundError:
+            return False
+
+    @staticmethod
     def left(directory: Path) -> list[Entry]:
         """The entries a process left in ``directory``'s journal (a line torn by a crash
         in the middle of its write, necessarily the last, is skipped)."""

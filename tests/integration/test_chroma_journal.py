@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from memory_sites import OPEN, run_python
+from memory_sites import OPEN, REPO, run_python
 
 from memory.chroma import ChromaBackend
 from memory.chroma_names import chroma_name
@@ -95,15 +98,49 @@ os._exit(0)  # no close: the writes are in the journal only
 print(json.dumps({"rows": list(st.export())}))
 st.close()
 """
-    reader = run_python(OPEN.format(loc=loc, ns="j", ro=True, wb=64) + look)
-    assert reader.returncode == 0, reader.stderr
-    assert json.loads(reader.stdout)["rows"] == []  # read-only: Chroma, without the journal
     writer = run_python(head + look)
     assert writer.returncode == 0, writer.stderr
     assert json.loads(writer.stdout)["rows"] == written["rows"]
     assert WriteJournal.left(tmp_path / "mem") == []
     after = run_python(OPEN.format(loc=loc, ns="j", ro=True, wb=64) + look)
     assert json.loads(after.stdout)["rows"] == written["rows"]
+
+
+def test_a_reader_sends_a_dead_writers_journal_but_leaves_a_live_ones(tmp_path: Path) -> None:
+    loc = {"path": str(tmp_path / "mem")}
+    head = OPEN.format(loc=loc, ns="j", ro=False, wb=64)
+    look = (
+        OPEN.format(loc=loc, ns="j", ro=True, wb=64)
+        + """
+print(json.dumps({"notes": [r["text"] for r in st.export() if r["kind"] == "note"]}))
+st.close()
+"""
+    )
+    live = subprocess.Popen(
+        [sys.executable, "-c", head + """
+st.notes.add("looping", "stop repeating")
+print("written", flush=True)
+sys.stdin.readline()  # holds the store, its write in the journal, until told to die
+os._exit(0)
+"""],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert live.stdout is not None and live.stdout.readline().strip() == "written"
+        seen = run_python(look)
+        assert seen.returncode == 0, seen.stderr
+        assert json.loads(seen.stdout)["notes"] == []  # the live writer's, not sent by a reader
+        assert WriteJournal.waiting(tmp_path / "mem")
+    finally:
+        assert live.stdin is not None
+        live.stdin.write("\n")
+        live.stdin.close()
+        live.wait(timeout=60)
+    seen = run_python(look)  # the writer is gone: the reader sends what it left, then reads
+    assert seen.returncode == 0, seen.stderr
+    assert json.loads(seen.stdout)["notes"] == ["stop repeating"]
+    assert not WriteJournal.waiting(tmp_path / "mem")
 
 
 def test_a_lone_write_reaches_chroma_after_the_seconds_even_with_no_other_write(
