@@ -3,7 +3,9 @@
 An embedded store has one writing process (its write lock), and every write of that process
 goes through its ``ChromaBackend``. So the backend can keep a copy of each collection in an
 ``InProcessBackend``: loaded from Chroma when the collection is first read, then given
-every write right after Chroma has taken it. Reads are answered from the copy: a query of a
+every write right after Chroma has taken it (or, when writes are journaled and sent to
+Chroma later, ``memory/journal.py``, as the journal takes it). Reads are answered from the
+copy: a query of a
 small collection takes tens of microseconds there, against about a millisecond through
 Chroma, and a count or a get no longer crosses into Chroma at all. The search over the
 copy is exact (one matrix-vector product), where Chroma's index is approximate; on the
