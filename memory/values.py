@@ -39,7 +39,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, Field, field_serializer, field_validator
@@ -313,11 +313,14 @@ class ValueFunction:
             return
         p = self.params
         feats = [r.features for r in rows]
-        returns = np.array([r.target for r in rows])
-        self._weights = ridge_fit(feats, returns, p.ridge, p.fit_iterations, self._weights)
+        targets, starts = [np.array([r.target for r in rows])], [self._weights]
         if p.immediate_weight > 0:
-            outcomes = np.array([r.immediate for r in rows])
-            self._immediate = ridge_fit(feats, outcomes, p.ridge, p.fit_iterations, self._immediate)
+            targets.append(np.array([r.immediate for r in rows]))
+            starts.append(self._immediate)
+        fitted = ridge_fits(feats, targets, p.ridge, p.fit_iterations, starts)
+        self._weights = fitted[0]
+        if p.immediate_weight > 0:
+            self._immediate = fitted[1]
         self._fitted, self._combined = True, None
 
     # -- acting ---------------------------------------------------------------------
@@ -534,7 +537,19 @@ def ridge_fit(
     feats: Sequence[np.ndarray], y: np.ndarray, ridge: float, iterations: int, start: np.ndarray
 ) -> np.ndarray:
     """Weights ``w`` minimizing ``|Xw - y|^2 + ridge |w|^2`` for binary rows ``X`` given as
-    index arrays, by conjugate gradients on the normal equations.
+    index arrays, by conjugate gradients on the normal equations (``ridge_fits``)."""
+    return ridge_fits(feats, [y], ridge, iterations, [start])[0]
+
+
+def ridge_fits(
+    feats: Sequence[np.ndarray],
+    targets: Sequence[np.ndarray],
+    ridge: float,
+    iterations: int,
+    starts: Sequence[np.ndarray],
+) -> list[np.ndarray]:
+    """``ridge_fit`` of each target (from its start) on the same rows, which are turned into
+    a matrix once (about a fifth of a fit's time).
 
     Only the features some row holds take part (the others' optimum is 0): the solve runs
     in that compact space, a few thousand dimensions instead of ``DIM``, with ``X`` and its
@@ -545,13 +560,28 @@ def ridge_fit(
     counts = np.array([len(f) for f in feats])
     keep = counts > 0
     if not keep.any():
-        return np.zeros(DIM)
+        return [np.zeros(DIM) for _ in targets]
     feats = [f for f, k in zip(feats, keep, strict=True) if k]
-    y, counts = y[keep], counts[keep]
+    counts = counts[keep]
     active, local = np.unique(np.concatenate(feats), return_inverse=True)
     rows = np.concatenate([[0], np.cumsum(counts)])
     x = csr_matrix((np.ones(len(local)), local, rows), shape=(len(feats), len(active)))
     xt = x.T.tocsr()
+    return [
+        _conjugate_gradients(x, xt, y[keep], ridge, iterations, start, active)
+        for y, start in zip(targets, starts, strict=True)
+    ]
+
+
+def _conjugate_gradients(
+    x: Any,
+    xt: Any,
+    y: np.ndarray,
+    ridge: float,
+    iterations: int,
+    start: np.ndarray,
+    active: np.ndarray,
+) -> np.ndarray:
 
     def a(v: np.ndarray) -> np.ndarray:
         out: np.ndarray = xt @ (x @ v) + ridge * v

@@ -30,6 +30,7 @@ from memory.values import (
     instruction_credit,
     newly_admissible,
     ridge_fit,
+    ridge_fits,
     stored_steps,
 )
 
@@ -404,13 +405,13 @@ def test_episodes_learned_without_a_read_between_cost_one_fit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fits: list[int] = []
-    real_fit = values_module.ridge_fit
+    real_fits = values_module.ridge_fits
 
-    def counted(feats: Any, y: np.ndarray, *args: Any) -> np.ndarray:
-        fits.append(len(y))
-        return real_fit(feats, y, *args)
+    def counted(feats: Any, ys: list[np.ndarray], *args: Any) -> list[np.ndarray]:
+        fits.extend(len(y) for y in ys)
+        return real_fits(feats, ys, *args)
 
-    monkeypatch.setattr(values_module, "ridge_fit", counted)
+    monkeypatch.setattr(values_module, "ridge_fits", counted)
     values = MemoryStore.in_memory(HashingEmbedder()).values
     steps = [ValueStep(state="s", action="fetch jar", reward=1.0, features=[7, 9])]
     for episode in "abc":  # a batch's deferred learning: no read in between
@@ -479,6 +480,17 @@ def test_ridge_fit_recovers_a_linear_target() -> None:
     y = np.array([sum(true.get(int(i), 0.0) for i in f) for f in feats])
     w = ridge_fit(feats, y, ridge=1e-3, iterations=100, start=np.zeros(1 << 18))
     assert w[3] == pytest.approx(1.0, abs=0.02) and w[7] == pytest.approx(-0.5, abs=0.02)
+
+
+def test_fitting_two_targets_at_once_equals_fitting_each() -> None:
+    rng = np.random.default_rng(3)
+    feats = [rng.choice(500, size=12, replace=False).astype(np.int64) for _ in range(40)]
+    feats.append(np.array([], dtype=np.int64))  # a row without features
+    ys = [rng.normal(size=41), rng.normal(size=41)]
+    starts = [np.zeros(1 << 18), rng.normal(size=1 << 18)]
+    both = ridge_fits(feats, ys, 0.5, 30, starts)
+    for y, start, w in zip(ys, starts, both, strict=True):
+        assert np.array_equal(w, ridge_fit(feats, y, 0.5, 30, start))
 
 
 def test_ridge_fit_equals_the_closed_form_and_zeroes_features_no_row_holds() -> None:
