@@ -197,22 +197,31 @@ def import_(
     """Read memories from JSON lines; ids, values and provenance are kept as they were."""
     if not in_file.is_file():
         raise _fail(f"no such file: {in_file}")
-    rows: list[dict[str, Any]] = []
+    from pydantic import ValidationError
+
+    from memory.records import MemoryRecord
+
+    lines: list[tuple[int, Any]] = []
     with in_file.open() as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                lines.append((lineno, json.loads(line)))
             except json.JSONDecodeError as e:
                 raise _fail(f"{in_file}:{lineno}: not JSON ({e.msg}); nothing imported") from None
-    from pydantic import ValidationError
-
-    with _store(namespace, config, read_only=False) as store:
+    rows: list[MemoryRecord] = []
+    for lineno, row in lines:  # every row checked before anything is written
         try:
-            n = store.import_records(rows)
+            rows.append(MemoryRecord.model_validate(row))
         except ValidationError as e:
-            raise _fail(f"{in_file}: not a memory export ({e.error_count()} errors)") from None
+            first = e.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "the row"
+            raise _fail(
+                f"{in_file}:{lineno}: not a memory ({where}: {first['msg']}); nothing imported"
+            ) from None
+    with _store(namespace, config, read_only=False) as store:
+        n = store.import_records(r.model_dump() for r in rows)
     err.print(f"imported {n} memories into namespace {store.namespace}")
 
 

@@ -32,6 +32,11 @@ from memory.sqlite_wal import OPENED, write_ahead_log
 _log = logging.getLogger(__name__)
 
 
+def _valid_ids(records: Sequence[MemoryRecord]) -> None:
+    if any(not r.id for r in records):
+        raise ValueError("a record id must have at least one character")
+
+
 def _settings() -> Any:
     from chromadb.config import Settings
 
@@ -333,6 +338,10 @@ class ChromaBackend(ChromaAccess, VectorBackend):
         if self.read_only:
             raise EvolventError(f"memory store {self.location} is open read-only")
         rows = np.asarray(vectors, dtype=np.float32)
+        # What Chroma would refuse is refused now: a journaled write reaches it later.
+        _valid_ids(records)
+        if not np.isfinite(rows).all():
+            raise ValueError("embeddings must not contain NaN or infinity")
         entry = Entry(how, collection, list(records), rows)
         if how == "add":
             done = self._journaled(entry, lambda c: c.add(collection, records, rows))
@@ -351,6 +360,7 @@ class ChromaBackend(ChromaAccess, VectorBackend):
             return
         if self.read_only:
             raise EvolventError(f"memory store {self.location} is open read-only")
+        _valid_ids(records)
         entry = Entry("update", collection, list(records))
         if self._journaled(entry, lambda c: c.update(collection, records)):
             return

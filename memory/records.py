@@ -34,7 +34,7 @@ class Provenance(BaseModel):
 class MemoryRecord(BaseModel):
     """One memory. ``key`` is what retrieval matches against; ``text`` is what prompts show."""
 
-    id: str
+    id: str = Field(min_length=1)
     kind: MemoryKind
     key: str
     """Intent (episodes), subject (notes) or topic (experiences)."""

@@ -156,3 +156,30 @@ def test_a_lone_write_reaches_chroma_after_the_seconds_even_with_no_other_write(
         assert _in_chroma(b) == 1 and WriteJournal.left(tmp_path / "mem") == []
     finally:
         b.close()
+
+
+def _unchecked(rid: str) -> MemoryRecord:
+    """A record that skipped validation (MemoryRecord itself refuses an empty id)."""
+    return MemoryRecord.model_construct(id=rid, kind="note", key="k", text="t")
+
+
+@pytest.mark.parametrize("batch", [1, 64])
+def test_what_chroma_refuses_is_refused_before_it_is_journaled(tmp_path: Path, batch: int) -> None:
+    b = ChromaBackend.embedded(tmp_path / "mem", write_batch=batch)
+    try:
+        b.add(COL, [_rec(0)], _vec(0))
+        with pytest.raises(ValueError, match="at least one character"):
+            b.add(COL, [_unchecked("")], _vec(1))
+        with pytest.raises(ValueError, match="NaN"):
+            b.upsert(COL, [_rec(1)], np.full((1, 8), np.nan, dtype=np.float32))
+        with pytest.raises(ValueError, match="at least one character"):
+            b.update(COL, [_unchecked("")])
+        b.add(COL, [_rec(2)], _vec(2))  # the store goes on
+    finally:
+        b.close()
+    assert WriteJournal.left(tmp_path / "mem") == []
+    again = ChromaBackend.embedded(tmp_path / "mem", replica_limit=0)
+    try:
+        assert sorted(r.id for r in again.scan(COL)) == ["r0", "r2"]
+    finally:
+        again.close()

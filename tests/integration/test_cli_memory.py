@@ -80,6 +80,14 @@ def test_bad_input_is_one_clear_line(evolvent_home: Path, tmp_path: Path) -> Non
     bad.write_text('{"id": 1}\nnot json\n')
     r = runner.invoke(app, ["memory", "import", str(bad)])
     assert r.exit_code == 2 and "bad.jsonl:2: not JSON" in r.output
+    # Every row is checked before anything is written: a bad row 2 leaves row 1 out too.
+    good, empty_id = '{"id": "n1", "kind": "note", "key": "k", "text": "t"}', '{"id": ""}'
+    bad.write_text(f"{good}\n{empty_id}\n")
+    r = runner.invoke(app, ["memory", "import", str(bad)])
+    assert r.exit_code == 2 and "bad.jsonl:2: not a memory (id: " in r.output, r.output
+    assert "nothing imported" in r.output
+    r = runner.invoke(app, ["memory", "show", "n1"])
+    assert r.exit_code != 0 and "no memory" in r.output  # no store was even created
     r = runner.invoke(app, ["memory", "list", "--kind", "nope"])
     assert r.exit_code == 2 and "valid: episode, note, experience, action, value" in r.output
     r = runner.invoke(app, ["memory", "delete"])
