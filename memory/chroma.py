@@ -226,10 +226,6 @@ class ChromaBackend(ChromaAccess, VectorBackend):
             self._state.replica.apply(name, copy)
             return out
 
-    @property
-    def _copy(self) -> InProcessBackend:
-        return self._state.replica.copy
-
     # -- the journal: writes sent to Chroma in batches -------------------------------------
 
     def _journaled(self, entry: Entry, copy: Callable[[InProcessBackend], object]) -> bool:
@@ -241,16 +237,14 @@ class ChromaBackend(ChromaAccess, VectorBackend):
         journal = state.journal
         assert journal is not None
         with state.lock:
-            if not state.replica.held(entry.collection):  # let go meanwhile
-                return False
             first = not journal.entries
+            if not state.replica.take(entry.collection, copy):  # let go meanwhile
+                return False
             try:
-                copy(state.replica.copy)
                 journal.append(entry)
             except BaseException:
                 state.replica.forget(entry.collection)  # loaded again from what was sent
                 raise
-            state.replica.trim(entry.collection)
             if journal.due():
                 self._send_journal()
             elif first:
@@ -374,7 +368,9 @@ class ChromaBackend(ChromaAccess, VectorBackend):
         if k <= 0:
             return []
         if self._copied(collection):
-            return self._copy.query(collection, vector, k)
+            with self._state.replica.reading(collection) as copy:
+                if copy is not None:
+                    return copy.query(collection, vector, k)
         self._send_journal()
         return self._chroma_query_many(collection, np.asarray(vector).reshape(1, -1), k)[0]
 
@@ -384,7 +380,9 @@ class ChromaBackend(ChromaAccess, VectorBackend):
         if k <= 0 or len(vectors) == 0:
             return [[] for _ in range(len(vectors))]
         if self._copied(collection):
-            return self._copy.query_many(collection, vectors, k)
+            with self._state.replica.reading(collection) as copy:
+                if copy is not None:
+                    return copy.query_many(collection, vectors, k)
         self._send_journal()
         return self._chroma_query_many(collection, vectors, k)
 
@@ -392,7 +390,9 @@ class ChromaBackend(ChromaAccess, VectorBackend):
         if not ids:
             return []
         if self._copied(collection):
-            return self._copy.get(collection, ids)
+            with self._state.replica.reading(collection) as copy:
+                if copy is not None:
+                    return copy.get(collection, ids)
         self._send_journal()
         return self._chroma_get(collection, ids)
 
@@ -418,14 +418,19 @@ class ChromaBackend(ChromaAccess, VectorBackend):
 
     def scan(self, collection: str) -> Iterator[MemoryRecord]:
         if self._copied(collection):
-            yield from self._copy.scan(collection)
-            return
+            with self._state.replica.reading(collection) as copy:
+                rows = None if copy is None else list(copy.scan(collection))
+            if rows is not None:
+                yield from rows
+                return
         self._send_journal()
         yield from self._chroma_scan(collection)
 
     def count(self, collection: str) -> int:
         if self._copied(collection):
-            return self._copy.count(collection)
+            with self._state.replica.reading(collection) as copy:
+                if copy is not None:
+                    return copy.count(collection)
         self._send_journal()
         return self._count(collection)
 

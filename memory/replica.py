@@ -19,7 +19,8 @@ take one, drops the collection's copy, which is loaded again on the next read.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 
 import numpy as np
 
@@ -35,64 +36,76 @@ about 0.3 ms, a Chroma query about 1 ms."""
 
 
 class Replica:
-    """The copies of one store's collections; the caller serializes writes and loads."""
+    """The copies of one store's collections. The caller orders writes and loads (the
+    store's write lock); the guard here makes each read see a copy whole: never one let go,
+    or half given a write, while it reads."""
 
     def __init__(self, limit: int = REPLICA_LIMIT) -> None:
         self.limit = limit
         self.copy = InProcessBackend(dim=0)
         self._held: dict[str, bool] = {}
         """Collection -> copied (True) or too large to copy (False); absent: not loaded."""
-        self._guard = threading.Lock()
+        self._guard = threading.RLock()
 
     def held(self, name: str) -> bool | None:
         """Whether reads of ``name`` come from the copy; None until it is loaded."""
         with self._guard:
             return self._held.get(name)
 
+    @contextmanager
+    def reading(self, name: str) -> Iterator[InProcessBackend | None]:
+        """The copy to read ``name`` from, unchanged until the block ends; None when
+        ``name`` is not held (let go since it was checked: read Chroma instead)."""
+        with self._guard:
+            yield self.copy if self._held.get(name) else None
+
     def load(self, name: str, count: int, rows: Callable[[], Iterable[Row]]) -> bool:
         """Take ``name``'s records, if ``count`` is within the limit; returns ``held``."""
-        self.copy.drop(name)
         keep = count <= self.limit
+        records: list[MemoryRecord] = []
+        vectors: list[list[float]] = []
         if keep:
-            records: list[MemoryRecord] = []
-            vectors: list[list[float]] = []
             for rec, vec in rows():
                 records.append(rec)
                 vectors.append(vec)
+        with self._guard:
+            self.copy.drop(name)
             if records:
                 self.copy.upsert(name, records, np.asarray(vectors, dtype=np.float32))
-        with self._guard:
             self._held[name] = keep
         return keep
 
-    def apply(self, name: str, write: Callable[[InProcessBackend], object]) -> None:
-        """Give the copy a write Chroma has taken; past the limit the copy is let go."""
-        if not self.held(name):
-            return
-        try:
-            write(self.copy)
-        except Exception:  # Chroma has the write; the copy is loaded from it again
-            self.forget(name)
-            return
-        self.trim(name)
-
-    def trim(self, name: str) -> None:
-        """Let the copy of ``name`` go once it holds more than ``limit`` records."""
-        if self.held(name) and self.copy.count(name) > self.limit:
-            self.copy.drop(name)
-            with self._guard:
+    def take(self, name: str, write: Callable[[InProcessBackend], object]) -> bool:
+        """Give the copy of ``name`` a write; False when ``name`` is not held. Past the
+        limit the copy is let go; a write the copy refuses drops it and is raised."""
+        with self._guard:
+            if not self._held.get(name):
+                return False
+            try:
+                write(self.copy)
+            except BaseException:
+                self.forget(name)
+                raise
+            if self.copy.count(name) > self.limit:
+                self.copy.drop(name)
                 self._held[name] = False
+            return True
+
+    def apply(self, name: str, write: Callable[[InProcessBackend], object]) -> None:
+        """Give the copy a write Chroma has taken."""
+        with suppress(Exception):  # the copy was dropped: it is loaded from Chroma again
+            self.take(name, write)
 
     def forget(self, name: str) -> None:
         """Drop ``name``'s copy; the next read loads it again."""
         with self._guard:
             self._held.pop(name, None)
-        self.copy.drop(name)
+            self.copy.drop(name)
 
     def clear(self) -> None:
         with self._guard:
             self._held.clear()
-        self.copy = InProcessBackend(dim=0)
+            self.copy = InProcessBackend(dim=0)
 
 
 class WriterState:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -147,3 +148,32 @@ def test_threads_writing_and_reading_leave_the_copy_equal_to_chroma(
     probes = _unit(np.random.default_rng(9), 4)
     assert copied.count(COL) == 4 * (8 - 2)
     assert _reads(copied, probes) == _reads(direct, probes)
+
+
+def test_a_reader_never_sees_a_copy_being_let_go(tmp_path: Path) -> None:
+    # While one thread adds past the limit (the copy is dropped, reads move to Chroma),
+    # another keeps counting: the count only grows, with no gap where the copy was.
+    b = ChromaBackend.embedded(tmp_path / "mem", replica_limit=40, write_batch=64)
+    seen: list[int] = []
+    done = threading.Event()
+
+    def count() -> None:
+        while not done.is_set():
+            seen.append(b.count(COL))
+
+    rng = np.random.default_rng(4)
+    try:
+        b.add(COL, [_record(0)], _unit(rng, 1))
+        reader = threading.Thread(target=count)
+        reader.start()
+        try:
+            for i in range(1, 60):
+                b.add(COL, [_record(i)], _unit(rng, 1))
+        finally:
+            done.set()
+            reader.join()
+        assert b._state.replica.held(COL) is False and b.count(COL) == 60
+        assert seen and seen[0] >= 1
+        assert all(a <= c for a, c in pairwise(seen)), seen
+    finally:
+        b.close()
