@@ -214,6 +214,16 @@ class ChromaBackend(ChromaAccess, VectorBackend):
                     held = replica.load(name, self._count(name), lambda: self._rows(name))
         return held
 
+    def _from_copy(self, name: str, read: Callable[[InProcessBackend], T]) -> T | None:
+        """``read`` of the copy of ``name``; None when the caller must read Chroma (and then
+        the journal has been sent, so Chroma has every write)."""
+        if self._copied(name):
+            with self._state.replica.reading(name) as copy:
+                if copy is not None:
+                    return read(copy)
+        self._send_journal()
+        return None
+
     def _write(self, name: str, chroma: Callable[[], T], copy: Callable[[Any], object]) -> T:
         """A write to Chroma (``chroma``), then the same write to the collection's copy."""
         with self._state.lock:
@@ -287,6 +297,8 @@ class ChromaBackend(ChromaAccess, VectorBackend):
     def _recover(self) -> None:
         """Send Chroma the writes a process that died left in the store's journal."""
         left = WriteJournal.left(Path(self.location))
+        if not left:  # the usual open: nothing to send, no file to truncate and sync
+            return
         try:
             for b in batches(left):
                 self._send(b)
@@ -298,12 +310,9 @@ class ChromaBackend(ChromaAccess, VectorBackend):
         WriteJournal.clear(Path(self.location))
 
     def _send(self, b: Batch) -> None:
-        if b.op == "add":
+        if b.op == "add" or b.op == "upsert":
             assert b.vectors is not None
-            self._chroma_put("add", b.collection, b.records, b.vectors)
-        elif b.op == "upsert":
-            assert b.vectors is not None
-            self._chroma_put("upsert", b.collection, b.records, b.vectors)
+            self._chroma_put(b.op, b.collection, b.records, b.vectors)
         elif b.op == "update":
             self._chroma_update(b.collection, b.records)
         else:
@@ -336,18 +345,13 @@ class ChromaBackend(ChromaAccess, VectorBackend):
         _valid_ids(records)
         if not np.isfinite(rows).all():
             raise ValueError("embeddings must not contain NaN or infinity")
-        entry = Entry(how, collection, list(records), rows)
-        if how == "add":
-            done = self._journaled(entry, lambda c: c.add(collection, records, rows))
-        else:
-            done = self._journaled(entry, lambda c: c.upsert(collection, records, rows))
-        if done:
+
+        def copy(c: InProcessBackend) -> None:
+            getattr(c, how)(collection, records, rows)
+
+        if self._journaled(Entry(how, collection, list(records), rows), copy):
             return
-        self._write(
-            collection,
-            lambda: self._chroma_put(how, collection, records, vectors),
-            lambda c: getattr(c, how)(collection, records, rows),
-        )
+        self._write(collection, lambda: self._chroma_put(how, collection, records, rows), copy)
 
     def update(self, collection: str, records: Sequence[MemoryRecord]) -> None:
         if not records:
@@ -355,23 +359,20 @@ class ChromaBackend(ChromaAccess, VectorBackend):
         if self.read_only:
             raise EvolventError(f"memory store {self.location} is open read-only")
         _valid_ids(records)
-        entry = Entry("update", collection, list(records))
-        if self._journaled(entry, lambda c: c.update(collection, records)):
+
+        def copy(c: InProcessBackend) -> None:
+            c.update(collection, records)
+
+        if self._journaled(Entry("update", collection, list(records)), copy):
             return
-        self._write(
-            collection,
-            lambda: self._chroma_update(collection, records),
-            lambda c: c.update(collection, records),
-        )
+        self._write(collection, lambda: self._chroma_update(collection, records), copy)
 
     def query(self, collection: str, vector: Vectors, k: int) -> list[tuple[MemoryRecord, float]]:
         if k <= 0:
             return []
-        if self._copied(collection):
-            with self._state.replica.reading(collection) as copy:
-                if copy is not None:
-                    return copy.query(collection, vector, k)
-        self._send_journal()
+        found = self._from_copy(collection, lambda c: c.query(collection, vector, k))
+        if found is not None:
+            return found
         return self._chroma_query_many(collection, np.asarray(vector).reshape(1, -1), k)[0]
 
     def query_many(
@@ -379,21 +380,17 @@ class ChromaBackend(ChromaAccess, VectorBackend):
     ) -> list[list[tuple[MemoryRecord, float]]]:
         if k <= 0 or len(vectors) == 0:
             return [[] for _ in range(len(vectors))]
-        if self._copied(collection):
-            with self._state.replica.reading(collection) as copy:
-                if copy is not None:
-                    return copy.query_many(collection, vectors, k)
-        self._send_journal()
+        found = self._from_copy(collection, lambda c: c.query_many(collection, vectors, k))
+        if found is not None:
+            return found
         return self._chroma_query_many(collection, vectors, k)
 
     def get(self, collection: str, ids: Sequence[str]) -> list[MemoryRecord]:
         if not ids:
             return []
-        if self._copied(collection):
-            with self._state.replica.reading(collection) as copy:
-                if copy is not None:
-                    return copy.get(collection, ids)
-        self._send_journal()
+        found = self._from_copy(collection, lambda c: c.get(collection, ids))
+        if found is not None:
+            return found
         return self._chroma_get(collection, ids)
 
     def delete(self, collection: str, ids: Sequence[str]) -> int:
@@ -402,37 +399,22 @@ class ChromaBackend(ChromaAccess, VectorBackend):
         if self.read_only:
             raise EvolventError(f"memory store {self.location} is open read-only")
         wanted = list(dict.fromkeys(ids))
-        if self._defers and self._copied(collection):
-            gone = [0]
+        gone = [0]  # what the copy deleted, when the journal takes the delete
 
-            def copy(c: InProcessBackend) -> None:
-                gone[0] = c.delete(collection, wanted)
+        def copy(c: InProcessBackend) -> None:
+            gone[0] = c.delete(collection, wanted)
 
-            if self._journaled(Entry("delete", collection, [], ids=wanted), copy):
-                return gone[0]
-        return self._write(
-            collection,
-            lambda: self._chroma_delete(collection, wanted),
-            lambda c: c.delete(collection, wanted),
-        )
+        if self._journaled(Entry("delete", collection, [], ids=wanted), copy):
+            return gone[0]
+        return self._write(collection, lambda: self._chroma_delete(collection, wanted), copy)
 
     def scan(self, collection: str) -> Iterator[MemoryRecord]:
-        if self._copied(collection):
-            with self._state.replica.reading(collection) as copy:
-                rows = None if copy is None else list(copy.scan(collection))
-            if rows is not None:
-                yield from rows
-                return
-        self._send_journal()
-        yield from self._chroma_scan(collection)
+        found = self._from_copy(collection, lambda c: list(c.scan(collection)))
+        yield from self._chroma_scan(collection) if found is None else found
 
     def count(self, collection: str) -> int:
-        if self._copied(collection):
-            with self._state.replica.reading(collection) as copy:
-                if copy is not None:
-                    return copy.count(collection)
-        self._send_journal()
-        return self._count(collection)
+        found = self._from_copy(collection, lambda c: c.count(collection))
+        return self._count(collection) if found is None else found
 
     def close(self) -> None:
         if self._closed:
