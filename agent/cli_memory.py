@@ -221,7 +221,7 @@ def import_(
                 f"{in_file}:{lineno}: not a memory ({where}: {first['msg']}); nothing imported"
             ) from None
     with _store(namespace, config, read_only=False) as store:
-        n = store.import_records(r.model_dump() for r in rows)
+        n = store.import_records(rows)
     err.print(f"imported {n} memories into namespace {store.namespace}")
 
 

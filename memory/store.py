@@ -144,8 +144,11 @@ class MemoryStore:
             for rec in self.records(kind):
                 yield rec.model_dump(mode="json")
 
-    def import_records(self, rows: Iterable[dict[str, Any]], batch: int = 256) -> int:
-        """Store exported rows as they are (same ids, Q, counts, provenance; no merging).
+    def import_records(
+        self, rows: Iterable[dict[str, Any] | MemoryRecord], batch: int = 256
+    ) -> int:
+        """Store exported rows (or records already checked) as they are (same ids, Q,
+        counts, provenance; no merging).
 
         Keys are embedded again with this store's embedder. Returns how many were stored.
         """
@@ -160,7 +163,7 @@ class MemoryStore:
                 by_kind[kind] = []
 
         for row in rows:
-            rec = MemoryRecord.model_validate(row)
+            rec = row if isinstance(row, MemoryRecord) else MemoryRecord.model_validate(row)
             by_kind[rec.kind].append(rec)
             n += 1
             if len(by_kind[rec.kind]) >= batch:

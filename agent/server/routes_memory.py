@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
@@ -133,12 +133,12 @@ async def import_memories(request: Request, store: Memory) -> ImportResult:
     return ImportResult(imported=n)
 
 
-def _parse_jsonl(body: bytes) -> list[dict[str, Any]]:
+def _parse_jsonl(body: bytes) -> list[MemoryRecord]:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise HTTPException(422, "the body is not UTF-8 text") from None
-    rows: list[dict[str, Any]] = []
+    rows: list[MemoryRecord] = []
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -152,7 +152,7 @@ def _parse_jsonl(body: bytes) -> list[dict[str, Any]]:
             ) from None
         if rec.kind not in KINDS:
             raise HTTPException(422, f"line {lineno}: kind {rec.kind!r} cannot be stored here")
-        rows.append(rec.model_dump(mode="json"))
+        rows.append(rec)
     return rows
 
 
