@@ -150,6 +150,16 @@ def run_python(code: str, timeout: float = 120) -> subprocess.CompletedProcess[s
     )  # fmt: skip
 
 
+WRITE_AND_DIE = """
+a = st.episodes.add("cook the potato", "slice it", success=True, reward=1.0)
+st.episodes.reinforce([a], 1.0)
+st.notes.add("looping", "stop repeating")
+print(json.dumps({"id": a, "rows": list(st.export())}))
+sys.stdout.flush()
+os._exit(0)  # no close(): what was written must already be durable
+"""
+"""Appended to ``OPEN``: a writer that learns a little, prints it, and exits without close."""
+
 OPEN = """
 import json, os, sys
 from memory import EpisodicParams, HashingEmbedder, MemoryStore

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from memory_sites import OPEN, REPO, run_python
+from memory_sites import OPEN, REPO, WRITE_AND_DIE, run_python
 
 from memory.chroma import ChromaBackend
 from memory.chroma_names import chroma_name
@@ -80,17 +80,7 @@ def test_a_process_that_dies_leaves_its_journal_and_the_next_writer_sends_it(
 ) -> None:
     loc = {"path": str(tmp_path / "mem")}
     head = OPEN.format(loc=loc, ns="j", ro=False, wb=64)
-    died = run_python(
-        head
-        + """
-a = st.episodes.add("cook the potato", "slice it", success=True, reward=1.0)
-st.episodes.reinforce([a], 1.0)
-st.notes.add("looping", "stop repeating")
-print(json.dumps({"id": a, "rows": list(st.export())}))
-sys.stdout.flush()
-os._exit(0)  # no close: the writes are in the journal only
-"""
-    )
+    died = run_python(head + WRITE_AND_DIE)  # the writes are in the journal only
     assert died.returncode == 0, died.stderr
     written = json.loads(died.stdout)
     assert (tmp_path / "mem" / JOURNAL_NAME).stat().st_size > 0

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from memory_sites import KINDS, OPEN, Site, run_python
+from memory_sites import KINDS, OPEN, WRITE_AND_DIE, Site, run_python
 from memory_sites import chroma_server as chroma_server  # session fixture, started on first use
 
 from memory import MemoryHit, MemoryStore, default_embedder
@@ -385,17 +385,7 @@ def test_persists_across_processes(site: Site) -> None:
         loc=site.location(), ns=site.namespace("persist"), ro=False, wb=site.write_batch
     )
     # The writer exits without close(): what it wrote must already be durable.
-    write = run_python(
-        head
-        + """
-a = st.episodes.add("cook the potato", "slice it", success=True, reward=1.0)
-st.episodes.reinforce([a], 1.0)
-st.notes.add("looping", "stop repeating")
-print(json.dumps({"id": a, "rows": list(st.export())}))
-sys.stdout.flush()
-os._exit(0)
-"""
-    )
+    write = run_python(head + WRITE_AND_DIE)
     assert write.returncode == 0, write.stderr
     written = json.loads(write.stdout)
     read = run_python(
