@@ -132,6 +132,11 @@ def test_breakdown_times_the_memory_operations_of_the_run(
     assert list(ops) == sorted(ops, key=lambda k: -ops[k]["ms"])  # most time first
     # Inclusive: learning contains its own Chroma add; none exceeds the memory time by much.
     assert ops["values.learn"]["ms"] <= 1000 * row["memory_s"] + 5
+    # What the episodes' memory share counts: scoring actions and learning (the reflector's
+    # writes) are inside it; no operation counts more inside episodes than in all.
+    assert ops["values.assess"]["episode_ms"] > 0 and ops["values.learn"]["episode_ms"] > 0
+    assert all(op["episode_ms"] <= op["ms"] for op in ops.values())
+    assert sum(op["episode_ms"] for op in ops.values()) > 0
     # The methods are restored after the run: no timing left behind.
     from memory.values import ValueFunction
 
@@ -144,8 +149,11 @@ def test_breakdown_times_the_memory_operations_of_the_run(
 
 
 def test_timed_operations_restore_the_methods_even_on_error() -> None:
+    import agent.deferred
+    from agent.state import EpisodeContext
     from benchmarks.breakdown import operations, timed_operations
 
+    marks = (EpisodeContext.__dict__["memory_time"], agent.deferred.write_memories)
     before = {label: owner.__dict__[name] for label, (owner, name) in operations().items()}
     with pytest.raises(RuntimeError), timed_operations() as totals:
         from memory import HashingEmbedder
@@ -153,5 +161,7 @@ def test_timed_operations_restore_the_methods_even_on_error() -> None:
         HashingEmbedder().embed(["a b"])
         raise RuntimeError("boom")
     assert totals["embed.hashing"].calls == 1
+    assert totals["embed.hashing"].episode_ms == 0  # not inside an episode's memory time
     after = {label: owner.__dict__[name] for label, (owner, name) in operations().items()}
     assert after == before
+    assert (EpisodeContext.__dict__["memory_time"], agent.deferred.write_memories) == marks
