@@ -11,13 +11,15 @@ import threading
 from collections.abc import Sequence
 from typing import Protocol, TypeVar, runtime_checkable
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 T = TypeVar("T", bound=BaseModel)
 
 
 class Usage(BaseModel):
-    """Token counts and time of one or more calls."""
+    """Token counts and time of one or more calls (immutable: sums make new ones)."""
+
+    model_config = ConfigDict(frozen=True)
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -30,7 +32,8 @@ class Usage(BaseModel):
         return self.prompt_tokens + self.completion_tokens
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(
+        # Sums of valid usages are valid: built without validation (a few per step).
+        return Usage.model_construct(
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
             completion_tokens=self.completion_tokens + other.completion_tokens,
             calls=self.calls + other.calls,
@@ -38,7 +41,7 @@ class Usage(BaseModel):
         )
 
     def __sub__(self, other: Usage) -> Usage:
-        return Usage(
+        return Usage.model_construct(
             prompt_tokens=self.prompt_tokens - other.prompt_tokens,
             completion_tokens=self.completion_tokens - other.completion_tokens,
             calls=self.calls - other.calls,
@@ -73,8 +76,10 @@ class UsageMeter:
             self._total = self._total + usage
 
     def snapshot(self) -> Usage:
+        # ``add`` replaces the total, never changes it, and a Usage is immutable: the total
+        # as it stands is the snapshot (taken several times a step; a copy cost more).
         with self._lock:
-            return self._total.model_copy()
+            return self._total
 
 
 @runtime_checkable

@@ -141,34 +141,38 @@ class LiteLLMClient:
     def _run(self, spec: CallSpec, parse: Callable[[_Reply], R]) -> tuple[R, Usage]:
         """Send ``spec`` until ``parse`` accepts a reply; one retry budget for all failures."""
         started = time.perf_counter()
-        usage = Usage(calls=1)
+        tally = [Usage(calls=1)]  # the tokens of every attempt, failed ones included
+        try:
+            value = self._attempts(spec, parse, tally)
+        finally:
+            used = tally[0].model_copy(update={"seconds": time.perf_counter() - started})
+            self.meter.add(used)
+        return value, used
+
+    def _attempts(self, spec: CallSpec, parse: Callable[[_Reply], R], tally: list[Usage]) -> R:
         attempts = self.settings.max_retries + 1
         transient: _Transient | None = None
         invalid: tuple[str, str] | None = None
         failures = 0
-        try:
-            for _ in range(attempts):
-                if transient is not None:
-                    self._sleep(self._backoff(failures))
-                temperature = self.settings.temperature
-                if invalid is not None and temperature == 0:
-                    temperature = _RETRY_TEMPERATURE
-                try:
-                    reply = self._send(spec, temperature)
-                except _Transient as e:
-                    transient, invalid, failures = e, None, failures + 1
-                    continue
-                transient = None
-                usage = usage + reply.usage
-                try:
-                    return parse(reply), usage
-                except (ValueError, ValidationError) as e:
-                    # json.JSONDecodeError is a ValueError too.
-                    invalid = (reply.text, str(e))
-            raise self._give_up(transient, invalid, attempts)
-        finally:
-            usage.seconds = time.perf_counter() - started
-            self.meter.add(usage)
+        for _ in range(attempts):
+            if transient is not None:
+                self._sleep(self._backoff(failures))
+            temperature = self.settings.temperature
+            if invalid is not None and temperature == 0:
+                temperature = _RETRY_TEMPERATURE
+            try:
+                reply = self._send(spec, temperature)
+            except _Transient as e:
+                transient, invalid, failures = e, None, failures + 1
+                continue
+            transient = None
+            tally[0] = tally[0] + reply.usage
+            try:
+                return parse(reply)
+            except (ValueError, ValidationError) as e:
+                # json.JSONDecodeError is a ValueError too.
+                invalid = (reply.text, str(e))
+        raise self._give_up(transient, invalid, attempts)
 
     def _give_up(
         self, transient: _Transient | None, invalid: tuple[str, str] | None, attempts: int

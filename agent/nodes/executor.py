@@ -184,8 +184,8 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
         failed["memory_ids"] = memory_ids
         failed["tokens"] = used.total_tokens
         return {"steps": [failed], "step_count": index + 1, **_limit_update(state, index + 1)}
-    llm_s = (ctx.llm.meter.snapshot() - llm_before).seconds
-    tokens = (ctx.llm.meter.snapshot() - llm_before).total_tokens
+    used = ctx.llm.meter.snapshot() - llm_before
+    llm_s, tokens = used.seconds, used.total_tokens
 
     tool = tool_options.get(action)
     code_error: str | None = None

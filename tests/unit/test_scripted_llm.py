@@ -107,6 +107,18 @@ def test_tokens_are_counted_deterministically_per_call_and_in_the_meter() -> Non
     assert llm.meter.snapshot() == choice.usage + out.usage
 
 
+def test_a_meter_snapshot_stays_as_it_was_taken() -> None:
+    llm = ScriptedLLM(["a", "b"])
+    before = llm.meter.snapshot()
+    first = llm.choose("p", ["a"]).usage
+    middle = llm.meter.snapshot()
+    llm.choose("p", ["b"])
+    assert before == Usage() and middle == first  # later calls left both alone
+    assert llm.meter.snapshot() - middle != Usage() and llm.meter.snapshot().calls == 2
+    with pytest.raises(ValueError):
+        middle.calls = 0  # type: ignore[misc]  # immutable: nobody can change the meter
+
+
 def test_close_is_recorded_and_idempotent() -> None:
     llm = ScriptedLLM()
     llm.close()
