@@ -493,6 +493,56 @@ def test_fitting_two_targets_at_once_equals_fitting_each() -> None:
         assert np.array_equal(w, ridge_fit(feats, y, 0.5, 30, start))
 
 
+def _plain_conjugate_gradients(
+    feats: list[np.ndarray], y: np.ndarray, ridge: float, iterations: int, start: np.ndarray
+) -> np.ndarray:
+    """The solve written plainly with scipy's operators: what ``ridge_fits`` must equal."""
+    from scipy.sparse import csr_matrix
+
+    active, local = np.unique(np.concatenate(feats), return_inverse=True)
+    rows = np.concatenate([[0], np.cumsum([len(f) for f in feats])])
+    x = csr_matrix((np.ones(len(local)), local, rows), shape=(len(feats), len(active)))
+    xt = x.T.tocsr()
+    w = start[active].copy()
+    r = xt @ y - (xt @ (x @ w) + ridge * w)
+    d = r.copy()
+    rs = float(r @ r)
+    for _ in range(iterations):
+        if rs < 1e-12:
+            break
+        ad = xt @ (x @ d) + ridge * d
+        step = rs / float(d @ ad)
+        w += step * d
+        r -= step * ad
+        rs_new = float(r @ r)
+        d = r + (rs_new / rs) * d
+        rs = rs_new
+    out = np.zeros(1 << 18)
+    out[active] = w
+    return out
+
+
+@pytest.mark.parametrize("kernel", ["scipy kernel", "operators"])
+def test_ridge_fits_are_bit_for_bit_the_plain_solve(
+    kernel: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The solver's buffers, direct kernel calls and worker threads change no bit of the
+    weights (so they change no choice the values make)."""
+    if kernel == "operators":
+        monkeypatch.setattr(values_module, "_matvec", lambda: None)
+    else:
+        assert values_module._matvec() is not None  # this scipy has the kernel
+    rng = np.random.default_rng(7)
+    pool = rng.choice(1 << 18, size=900, replace=False)
+    feats = [np.sort(rng.choice(pool, size=30, replace=False)) for _ in range(300)]
+    ys = [rng.normal(size=300), rng.normal(size=300)]
+    starts = [rng.normal(size=1 << 18), np.zeros(1 << 18)]
+    for iterations in (1, 60):
+        fitted = ridge_fits(feats, ys, 1.0, iterations, starts)
+        for y, start, w in zip(ys, starts, fitted, strict=True):
+            assert np.array_equal(w, _plain_conjugate_gradients(feats, y, 1.0, iterations, start))
+
+
 def test_ridge_fit_equals_the_closed_form_and_zeroes_features_no_row_holds() -> None:
     rng = np.random.default_rng(1)
     used = np.array([5, 900, 4000, 70000, 262000])
