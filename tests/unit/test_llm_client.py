@@ -419,3 +419,25 @@ def test_choose_body_has_nothing_beyond_the_openai_fields_and_grammar(stub: Stub
     stub.reply(text_reply("go north"))
     make(stub).choose("Pick: ", OPTIONS)
     assert set(stub.posts[0].body) == {"model", "prompt", "max_tokens", "temperature", "grammar"}
+
+
+def test_a_model_litellm_has_no_price_for_is_priced_zero_and_a_known_one_keeps_its_price(
+    stub: StubServer,
+) -> None:
+    """litellm prices every call; for a model it does not know each pricing searches its whole
+    map and fails. The client registers price 0 for such a model (what litellm reports for it
+    anyway) once, and leaves known models' prices alone."""
+    from agent.llm.client import _import_litellm
+
+    litellm = _import_litellm()
+    unknown = "text-completion-openai/evolvent-test-unpriced"
+    assert unknown not in litellm.model_cost
+    stub.reply(text_reply(" ok"))
+    stub.reply(chat_reply("ok"))
+    make(stub, model="evolvent-test-unpriced").complete("p", max_tokens=4)
+    entry = litellm.model_cost[unknown]
+    assert (entry["input_cost_per_token"], entry["output_cost_per_token"]) == (0.0, 0.0)
+    known = "gpt-4o-mini"
+    before = dict(litellm.model_cost[known])
+    make(stub, model=known, style="chat", kind="openai").complete("p", max_tokens=4)
+    assert litellm.model_cost[known] == before and f"openai/{known}" not in litellm.model_cost
