@@ -72,6 +72,9 @@ def _price_unknown_model(litellm: Any, route: str, provider: str, mode: str) -> 
                     route: {
                         "input_cost_per_token": 0.0,
                         "output_cost_per_token": 0.0,
+                        # With these, litellm does not warn that cached tokens cost 0.
+                        "cache_creation_input_token_cost": 0.0,
+                        "cache_read_input_token_cost": 0.0,
                         "litellm_provider": provider,
                         "mode": mode,
                     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from collections.abc import Iterator
@@ -422,7 +423,7 @@ def test_choose_body_has_nothing_beyond_the_openai_fields_and_grammar(stub: Stub
 
 
 def test_a_model_litellm_has_no_price_for_is_priced_zero_and_a_known_one_keeps_its_price(
-    stub: StubServer,
+    stub: StubServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """litellm prices every call; for a model it does not know each pricing searches its whole
     map and fails. The client registers price 0 for such a model (what litellm reports for it
@@ -435,6 +436,7 @@ def test_a_model_litellm_has_no_price_for_is_priced_zero_and_a_known_one_keeps_i
     stub.reply(text_reply(" ok"))
     stub.reply(chat_reply("ok"))
     make(stub, model="evolvent-test-unpriced").complete("p", max_tokens=4)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # said nothing
     entry = litellm.model_cost[unknown]
     assert (entry["input_cost_per_token"], entry["output_cost_per_token"]) == (0.0, 0.0)
     known = "gpt-4o-mini"
