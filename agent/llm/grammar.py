@@ -7,6 +7,7 @@ take a JSON schema instead. Both forms of "one of these options" are built here.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
@@ -16,8 +17,13 @@ CHOICE_FIELD = "choice"
 _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", '"': '\\"', "\\": "\\\\"}
 
 
+_NEEDS_ESCAPE = re.compile(r'[\x00-\x1f\x7f"\\]')
+
+
 def gbnf_literal(text: str) -> str:
     """``text`` as a quoted GBNF string literal that matches exactly ``text``."""
+    if _NEEDS_ESCAPE.search(text) is None:
+        return '"' + text + '"'  # the usual case, without the loop over characters
     out = []
     for ch in text:
         if ch in _NAMED_ESCAPES:
