@@ -39,6 +39,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from itertools import chain
 from typing import Any, NamedTuple
 
@@ -557,8 +558,9 @@ def ridge_fits(
     transpose as compressed sparse rows (a product costs one pass over the nonzeros, about
     half the time of numpy's gather and weighted bincount), so a fit costs milliseconds.
     The targets are solved at the same time, the second and later in worker threads: the
-    sparse products, most of a solve's time, release the interpreter lock, so two solves
-    take about the time of one on two cores. Each solve does exactly what it would alone."""
+    sparse products, most of a large solve's time, release the interpreter lock (real
+    cooking rows, both models: 462 rows 7.3 -> 5.1 ms, 877 rows 11.0 -> 7.3 ms; about the
+    same near a hundred rows). Each solve does exactly what it would alone."""
     from scipy.sparse import csr_matrix
 
     counts = np.array([len(f) for f in feats])
@@ -572,11 +574,7 @@ def ridge_fits(
     x = csr_matrix((np.ones(len(local)), local, rows), shape=(len(feats), len(active)))
     xt = x.T.tocsr()
     jobs = [
-        (
-            lambda y=y, start=start: _conjugate_gradients(
-                x, xt, y[keep], ridge, iterations, start, active
-            )
-        )
+        partial(_conjugate_gradients, x, xt, y[keep], ridge, iterations, start, active)
         for y, start in zip(targets, starts, strict=True)
     ]
     if len(jobs) == 1:
