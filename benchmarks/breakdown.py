@@ -7,9 +7,10 @@ does while the block runs counts, the mistake notebook's re-plays of failed epis
 included (between episodes, outside the per-episode shares that ``overhead_bench``
 reports). ``episode_ms`` is the part of ``ms`` spent inside the recorded episodes' own
 memory blocks (``EpisodeContext.memory_time``, and the memory writes of deferred learning;
-not the notebook's re-plays): the part that the episodes' memory share counts. Each call pays about a microsecond of timing,
-so a run with the breakdown on is a little slower than one without;
-``benchmarks.overhead_bench --breakdown`` reports both the breakdown and the run's shares.
+not the notebook's re-plays): the part that the episodes' memory share counts. Each call
+pays about a microsecond of timing, so a run with the breakdown on is a little slower than
+one without; ``benchmarks.overhead_bench --breakdown`` reports both the breakdown and the
+run's shares.
 """
 
 from __future__ import annotations

@@ -153,7 +153,7 @@ def test_timed_operations_restore_the_methods_even_on_error() -> None:
     from agent.state import EpisodeContext
     from benchmarks.breakdown import operations, timed_operations
 
-    marks = (EpisodeContext.__dict__["memory_time"], agent.deferred.write_memories)
+    marks = (EpisodeContext.__dict__["memory_time"], vars(agent.deferred)["write_memories"])
     before = {label: owner.__dict__[name] for label, (owner, name) in operations().items()}
     with pytest.raises(RuntimeError), timed_operations() as totals:
         from memory import HashingEmbedder
@@ -164,4 +164,4 @@ def test_timed_operations_restore_the_methods_even_on_error() -> None:
     assert totals["embed.hashing"].episode_ms == 0  # not inside an episode's memory time
     after = {label: owner.__dict__[name] for label, (owner, name) in operations().items()}
     assert after == before
-    assert (EpisodeContext.__dict__["memory_time"], agent.deferred.write_memories) == marks
+    assert (EpisodeContext.__dict__["memory_time"], vars(agent.deferred)["write_memories"]) == marks
