@@ -59,9 +59,9 @@ def _price_unknown_model(litellm: Any, route: str, provider: str, mode: str) -> 
     """Give litellm a price of 0 for ``route`` (``provider/model``) when its price map has
     none (a self-hosted model: the embedded backbone, vLLM). litellm prices every call after
     it returns, in the call and again in a logging thread; for a model it does not know,
-    each pricing searches its whole map and fails (~0.3 ms of CPU a call, measured), and the
-    logging thread's share lands in whatever the agent does next. Known models keep their
-    price; litellm reports 0 for an unknown one either way. The agent meters tokens itself."""
+    each pricing searches its whole map and fails (~0.3 ms of CPU each, measured;
+    ``benchmarks.llm_client_bench``). Known models keep their price; litellm reports 0 for an
+    unknown one either way. The agent meters tokens itself."""
     if route in _priced:
         return
     with _litellm_lock:
