@@ -33,6 +33,7 @@ that falls as episodes accumulate, picks an untaken action at random.
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 from collections import Counter
@@ -595,6 +596,16 @@ def _fit_pool() -> ThreadPoolExecutor:
         if _POOL is None:
             _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="evolvent-fit")
         return _POOL
+
+
+def _forget_pool_in_child() -> None:
+    """A forked child has none of its parent's threads, but the pool would believe its
+    workers exist and queue work that nobody runs: the child makes its own."""
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
 def _matvec() -> Any:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import random
+import signal
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -541,6 +544,35 @@ def test_ridge_fits_are_bit_for_bit_the_plain_solve(
         fitted = ridge_fits(feats, ys, 1.0, iterations, starts)
         for y, start, w in zip(ys, starts, fitted, strict=True):
             assert np.array_equal(w, _plain_conjugate_gradients(feats, y, 1.0, iterations, start))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_fits_with_its_own_worker_threads() -> None:
+    """The parent's worker threads do not exist in a forked child; a fit there must not wait
+    for them forever."""
+    rng = np.random.default_rng(5)
+    feats = [rng.choice(300, size=8, replace=False).astype(np.int64) for _ in range(30)]
+    ys, starts = [rng.normal(size=30), rng.normal(size=30)], [np.zeros(1 << 18)] * 2
+    expected = ridge_fits(feats, ys, 0.5, 20, starts)  # the parent's pool now has threads
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if the fit returns the parent's weights
+        try:
+            got = ridge_fits(feats, ys, 0.5, 20, starts)
+            same = all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True))
+            os._exit(0 if same else 1)
+        except BaseException:
+            os._exit(2)
+    deadline = time.monotonic() + 30
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the fit in the forked child never returned")
+        time.sleep(0.01)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_ridge_fit_equals_the_closed_form_and_zeroes_features_no_row_holds() -> None:
