@@ -15,25 +15,21 @@ from typing import Any
 CHOICE_FIELD = "choice"
 
 _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", '"': '\\"', "\\": "\\\\"}
-
-
-_NEEDS_ESCAPE = re.compile(r'[\x00-\x1f\x7f"\\]')
+_ESCAPES = {
+    # Control characters as \xNN, except those with a name; non-ASCII stays literal: the
+    # GBNF parser reads a UTF-8 sequence as one char.
+    **{chr(i): f"\\x{i:02x}" for i in (*range(0x20), 0x7F)},
+    **_NAMED_ESCAPES,
+}
+_ESCAPE_TABLE = str.maketrans(_ESCAPES)
+_NEEDS_ESCAPE = re.compile("[" + "".join(map(re.escape, _ESCAPES)) + "]")
 
 
 def gbnf_literal(text: str) -> str:
     """``text`` as a quoted GBNF string literal that matches exactly ``text``."""
-    if _NEEDS_ESCAPE.search(text) is None:
-        return '"' + text + '"'  # the usual case, without the loop over characters
-    out = []
-    for ch in text:
-        if ch in _NAMED_ESCAPES:
-            out.append(_NAMED_ESCAPES[ch])
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            # Non-ASCII stays literal: the GBNF parser reads a UTF-8 sequence as one char.
-            out.append(ch)
-    return '"' + "".join(out) + '"'
+    if _NEEDS_ESCAPE.search(text) is not None:  # seldom: most options need no escape
+        text = text.translate(_ESCAPE_TABLE)
+    return '"' + text + '"'
 
 
 def choice_grammar(options: Sequence[str]) -> str:
