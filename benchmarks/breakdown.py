@@ -143,7 +143,7 @@ def timed_operations() -> Iterator[dict[str, OpTotal]]:
             restore.append((owner, name, real))
             setattr(owner, name, wrap(label, real))
         for owner, name, manager, mark in _episode_blocks():
-            real = getattr(owner, name) if not isinstance(owner, type) else owner.__dict__[name]
+            real = vars(owner)[name]  # a class's or a module's own attribute
             restore.append((owner, name, real))
             setattr(owner, name, marked(real, manager, mark))
         yield totals
