@@ -10,7 +10,7 @@ from __future__ import annotations
 from agent.prompts import state_key
 from agent.state import AgentState
 from memory.actions import StepSample
-from memory.textfeatures import EpisodeText, analyse
+from memory.textfeatures import EpisodeText
 from memory.values import ValueStep, enablers
 
 STATE_TEXT_CHARS = 500
@@ -62,30 +62,28 @@ def episode_text(
     return ctx, len(steps)
 
 
-def value_steps(state: AgentState) -> list[ValueStep]:
+def value_steps(state: AgentState, known: tuple[EpisodeText, int] | None = None) -> list[ValueStep]:
     """Every action of a finished episode with its features in the context it was taken in,
-    the step that made it admissible, and how many new words its answer showed."""
-    ctx = EpisodeText.start(state.get("task", ""), state.get("first_observation", ""))
+    the step that made it admissible, and how many new words its answer showed. ``known``:
+    the executor's text context of this episode (``episode_text``), extended to the
+    episode's end instead of played again from its start."""
+    ctx, _ = episode_text(state, known)
     taken = [s for s in state.get("steps", []) if s["action"] is not None]
     made_possible = enablers(
         [s["action"] or "" for s in taken], [s.get("enabled", []) for s in taken]
     )
-    out: list[ValueStep] = []
-    for step, enabler in zip(taken, made_possible, strict=True):
-        action = step["action"]
-        assert action is not None
-        view = analyse(ctx, action)
-        out.append(
-            ValueStep(
-                state=ctx.observation[:STATE_TEXT_CHARS],
-                action=action,
-                reward=step["reward"],
-                features=view.features,
-                signature=view.signature,
-                source=view.source,
-                enabler=enabler,
-            )
+    return [
+        ValueStep(
+            state=before[:STATE_TEXT_CHARS],
+            action=view_action,
+            reward=step["reward"],
+            features=view.features,
+            signature=view.signature,
+            source=view.source,
+            enabler=enabler,
+            discovered=discovered,
         )
-        ctx.observe(action, step["observation"], step["reward"], view.signature)
-        out[-1].discovered = ctx.discovered[-1]
-    return out
+        for step, enabler, view_action, view, before, discovered in zip(
+            taken, made_possible, ctx.taken, ctx.views, ctx.taken_in, ctx.discovered, strict=True
+        )
+    ]

@@ -131,7 +131,7 @@ def play(
                     source=view.source,
                 )
             )
-            ctx.observe(action, res.text, res.reward, view.signature)
+            ctx.observe(action, res.text, res.reward, view)
             steps[-1].discovered = ctx.discovered[-1]
             moves.append(Move(action, res.text, res.reward))
             enabled.append(newly_admissible(admissible, res.admissible))

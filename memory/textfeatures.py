@@ -150,6 +150,11 @@ class EpisodeText:
     """Words of each answer that came with a reward."""
     signatures: list[str] = field(default_factory=list)
     """Signature of each taken action, in the context it was taken in."""
+    views: list[ActionView] = field(default_factory=list, repr=False)
+    """Each taken action as ``analyse`` saw it in the context it was taken in (its
+    signature is the one in ``signatures``)."""
+    taken_in: list[str] = field(default_factory=list, repr=False)
+    """The observation each action was taken in."""
     discovered: list[int] = field(default_factory=list)
     """For each taken action: how many content words its answer showed that neither the
     task nor any earlier text of the episode had shown (what the move revealed)."""
@@ -238,11 +243,14 @@ class EpisodeText:
         return got
 
     def observe(
-        self, action: str, answer: str, reward: float, signature: str | None = None
+        self, action: str, answer: str, reward: float, view: ActionView | None = None
     ) -> None:
-        """Record that ``action`` was taken and answered with ``answer`` (``signature``: the
-        action's in this context, when the caller has analysed it already)."""
-        self.signatures.append(analyse(self, action).signature if signature is None else signature)
+        """Record that ``action`` was taken and answered with ``answer`` (``view``: the
+        action's ``analyse`` in this context, when the caller has it already)."""
+        seen = analyse(self, action) if view is None else view
+        self.views.append(seen)
+        self.signatures.append(seen.signature)
+        self.taken_in.append(self.observation)
         self.taken.append(action)
         self._times_taken[action] += 1
         act = parse_action(action)

@@ -21,6 +21,7 @@ from agent.state import AgentState, EpisodeContext
 from agent.stepmemory import samples, value_steps
 from memory.records import Provenance
 from memory.store import MemoryStore
+from memory.textfeatures import EpisodeText
 
 
 def reflector(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
@@ -60,18 +61,25 @@ def _reflect_final(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
     if not ctx.settings.agent.learn:
         return {"finished": True, "memories_written": []}
     with ctx.memory_time():
-        written = write_memories(state, ctx.memory, ctx.settings)
+        written = write_memories(state, ctx.memory, ctx.settings, ctx.episode_text)
     return {"finished": True, "memories_written": written}
 
 
-def write_memories(state: AgentState, mem: MemoryStore, settings: Settings) -> list[str]:
+def write_memories(
+    state: AgentState,
+    mem: MemoryStore,
+    settings: Settings,
+    text: tuple[EpisodeText, int] | None = None,
+) -> list[str]:
     """What a finished episode teaches memory; returns the ids written, in order.
 
     Q update and votes for every memory a prompt contained, the episode as an episodic
     memory, and every step in the step memory that the executor reads: the step-value
     samples (``memory.step_values``, the default) or the per-state action values. Shared
     by the reflector node and ``Agent.learn_from`` (learning deferred past the episode), so
-    both make exactly the same writes.
+    both make exactly the same writes. ``text``: the executor's text context of the episode,
+    when there is one (``EpisodeContext.episode_text``): the step values' features are then
+    read from it, not computed again.
     """
     success = success_of(state)
     reward = 1.0 if success else -1.0
@@ -108,7 +116,7 @@ def write_memories(state: AgentState, mem: MemoryStore, settings: Settings) -> l
     ]
     if settings.memory.step_values:
         lost = bool(state.get("lost"))
-        written += mem.values.learn(value_steps(state), success, lost, prov.model_copy())
+        written += mem.values.learn(value_steps(state, text), success, lost, prov.model_copy())
     else:
         window = settings.agent.state_window
         written += mem.actions.learn(samples(state, window), success, prov.model_copy())

@@ -67,3 +67,17 @@ def test_the_executor_context_extended_step_by_step_equals_a_rebuild() -> None:
         for action in ("slice red pear with knife", "fry red pear with stove", "look"):
             assert analyse(known[0], action) == analyse(fresh, action)
         assert known[0].origins == fresh.origins and known[0].taken == fresh.taken
+
+
+def test_value_steps_read_from_the_executor_context_equal_a_replay() -> None:
+    # The reflector hands over the executor's context, which has seen the steps before the
+    # last executor step (or fewer); the rest are observed, none played again.
+    replayed = value_steps(_state(STEPS))
+    for n in range(len(STEPS) + 1):
+        known = episode_text(_state(STEPS[:n]))
+        assert value_steps(_state(STEPS), known) == replayed
+        # Extended in place to the episode's end, not rebuilt beside it.
+        assert known[0].taken == [s.action for s in replayed]
+    # A context of a longer episode (not this one's) is not used.
+    longer = episode_text(_state([*STEPS, _step(5, "eat red pear", "You eat it.", 1.0)]))
+    assert value_steps(_state(STEPS), longer) == replayed
