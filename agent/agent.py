@@ -6,6 +6,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 
@@ -418,25 +419,37 @@ class Agent:
             # agent.durability (default "sync"): a node's checkpoint is written before the
             # next node runs, so a step that on_step reported (a REST event, a CLI line)
             # survives a kill; "async" and "exit" trade that for less time per step.
-            for update in self.graph.stream(
+            # The state after each super-step comes along ("values"): the last one is the
+            # episode's end, with no read of the checkpoint after the run.
+            last: AgentState | None = None
+            for mode, chunk in self.graph.stream(
                 initial,
                 cfg,
                 context=ctx,
-                stream_mode="updates",
+                stream_mode=["updates", "values"],
                 durability=settings.agent.durability,
             ):
+                if mode == "values":
+                    last = cast(AgentState, chunk)
+                    continue
                 if on_step is None:
                     continue
-                for node_update in update.values():
+                for node_update in cast(dict[str, Any], chunk).values():
                     if isinstance(node_update, dict):
                         for st in node_update.get("steps", []):
                             on_step(StepView.model_validate(dict(st)))
         finally:
+            closing = time.perf_counter()
             env.close()
-        values: AgentState = self.graph.get_state(cfg).values  # type: ignore[assignment]
-        # The last checkpoint write happened after the last node measured its time.
+            closed = time.perf_counter()
+        values = cast(
+            AgentState, dict(last) if last is not None else self.graph.get_state(cfg).values
+        )
+        # The last checkpoint write happened after the last node measured its time; closing
+        # the environment is the environment's time.
         if values.get("tick_owner") == ctx.invocation:
             values["wall_s"] = values.get("wall_s", 0.0) + time.perf_counter() - values["tick"]
+            values["env_s"] = values.get("env_s", 0.0) + closed - closing
         return values
 
     def _finish(self, values: AgentState, row: EpisodeRow) -> EpisodeResult:

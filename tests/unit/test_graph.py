@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -71,6 +72,26 @@ def test_walkthrough_wins_and_writes_memory(evolvent_home: Path) -> None:
         rec = agent.memory.get(r.memories_written[0])
         assert rec is not None and rec.provenance.episode_id == "t-win"
         assert rec.provenance.outcome == "success"
+
+
+class SlowToClose(ToyEnv):
+    def close(self) -> None:
+        time.sleep(0.05)
+        super().close()
+
+
+def test_closing_the_environment_counts_as_environment_time(evolvent_home: Path) -> None:
+    env = SlowToClose(seed=3)
+    with make_agent(evolvent_home, follow_walkthrough(env)) as agent:
+        r = agent.run(env, thread_id="t-close")
+        assert r.success and r.env_s >= 0.05
+        assert r.wall_s >= r.llm_s + r.env_s + r.memory_s - 1e-6
+        # What the run reports is the state it checkpointed (read from the run's stream, not
+        # from the checkpoint), apart from the time accounting added after the last node.
+        saved = agent.graph.get_state({"configurable": {"thread_id": "t-close"}}).values
+        again = EpisodeResult.from_state(cast(AgentState, saved), True)
+        assert again.trajectory == r.trajectory and again.score == r.score
+        assert again.env_s < r.env_s and again.wall_s < r.wall_s
 
 
 def test_step_limit_and_mid_episode_reflection(evolvent_home: Path) -> None:
