@@ -148,11 +148,8 @@ class EpisodeText:
     taken: list[str] = field(default_factory=list)
     rewarded: list[frozenset[str]] = field(default_factory=list)
     """Words of each answer that came with a reward."""
-    signatures: list[str] = field(default_factory=list)
-    """Signature of each taken action, in the context it was taken in."""
     views: list[ActionView] = field(default_factory=list, repr=False)
-    """Each taken action as ``analyse`` saw it in the context it was taken in (its
-    signature is the one in ``signatures``)."""
+    """Each taken action as ``analyse`` saw it in the context it was taken in."""
     taken_in: list[str] = field(default_factory=list, repr=False)
     """The observation each action was taken in."""
     discovered: list[int] = field(default_factory=list)
@@ -192,6 +189,11 @@ class EpisodeText:
         default_factory=Counter, repr=False, compare=False
     )
     """How often each action, and each verb on each object, was taken."""
+
+    @property
+    def signatures(self) -> list[str]:
+        """Signature of each taken action, in the context it was taken in."""
+        return [v.signature for v in self.views]
 
     def scores(self, weights: object) -> dict[int, float]:
         """The values of views already computed under ``weights`` (a value function's
@@ -247,9 +249,7 @@ class EpisodeText:
     ) -> None:
         """Record that ``action`` was taken and answered with ``answer`` (``view``: the
         action's ``analyse`` in this context, when the caller has it already)."""
-        seen = analyse(self, action) if view is None else view
-        self.views.append(seen)
-        self.signatures.append(seen.signature)
+        self.views.append(analyse(self, action) if view is None else view)
         self.taken_in.append(self.observation)
         self.taken.append(action)
         self._times_taken[action] += 1

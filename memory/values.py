@@ -426,9 +426,8 @@ class ValueSnapshot:
         if rng.random() < eps:
             return fresh[rng.randrange(len(fresh))], True
         seen = assessment or self.assess(ctx, admissible)
-        counts = [
-            self.signatures[s] + self.recent[s] + ctx.signatures.count(s) for s in seen.signatures
-        ]
+        mine = Counter(ctx.signatures)
+        counts = [self.signatures[s] + self.recent[s] + mine[s] for s in seen.signatures]
         taken = set(ctx.taken)
         floor = p.untried_floor
         scored = [
