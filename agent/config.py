@@ -87,6 +87,11 @@ class MemorySettings(BaseModel):
     see Chroma, so up to this many writes behind. 1: each write goes to Chroma at once."""
     write_batch_s: float = Field(default=5.0, gt=0)
     """Most seconds a journaled write waits before it is sent to Chroma."""
+    fit_process: bool = True
+    """Refit the step values in a worker process right after each episode is learned, while
+    this one goes on (the episode's end, the next game's reset), once a fit takes over a
+    millisecond and the process keeps learning; only with two or more cores. The same
+    weights, bit for bit, as a fit in this process (``memory/fitworker.py``)."""
     top_k: int = Field(default=3, ge=0, le=50)
     """Episodic memories injected into the planner prompt."""
     prompt_token_budget: int = Field(default=400, ge=0)

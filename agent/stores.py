@@ -29,4 +29,5 @@ def open_memory(
         replica_limit=mcfg.replica_limit,
         write_batch=mcfg.write_batch,
         write_batch_s=mcfg.write_batch_s,
+        fit_process=mcfg.fit_process,
     )

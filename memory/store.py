@@ -30,9 +30,13 @@ class MemoryStore:
         namespace: str = "default",
         episodic: EpisodicParams | None = None,
         values: ValueParams | None = None,
+        *,
+        fit_process: bool = False,
     ) -> None:
         """``episodic`` and ``values``: the parameters of the episodic memory's retrieval
-        and update rule and of the step-value learner (defaults when ``None``)."""
+        and update rule and of the step-value learner (defaults when ``None``);
+        ``fit_process``: the step values may refit in a worker process
+        (``ValueFunction``)."""
         self.backend = backend
         self.embedder = embedder
         self.namespace = namespace
@@ -40,7 +44,9 @@ class MemoryStore:
         self.notes = TextCollection(backend, embedder, self._col("note"), "note")
         self.experiences = TextCollection(backend, embedder, self._col("experience"), "experience")
         self.actions = ActionMemory(backend, embedder, self._col("action"))
-        self.values = ValueFunction(backend, embedder, self._col("value"), values)
+        self.values = ValueFunction(
+            backend, embedder, self._col("value"), values, fit_process=fit_process
+        )
 
     def _col(self, kind: MemoryKind) -> str:
         return f"{self.namespace}__{kind}"
@@ -70,13 +76,14 @@ class MemoryStore:
         replica_limit: int = REPLICA_LIMIT,
         write_batch: int = 1,
         write_batch_s: float = 5.0,
+        fit_process: bool = False,
     ) -> MemoryStore:
         """A persistent store: embedded Chroma in directory ``path`` (one writing process),
         or the Chroma server at ``url`` (``http://127.0.0.1:8000``, shared by many processes).
         The writer of an embedded store reads collections of up to ``replica_limit`` records
         from a copy in memory (``memory/replica.py``; 0: every read goes to Chroma) and,
         with ``write_batch`` above 1, journals its writes and sends them to Chroma in
-        batches (``memory/journal.py``).
+        batches (``memory/journal.py``). ``fit_process``: see ``__init__``.
 
         Raises ``MemoryLocked`` when another process has ``path`` open for writing;
         ``read_only`` opens it anyway, for looking, and refuses writes.
@@ -99,7 +106,9 @@ class MemoryStore:
         else:
             assert url is not None
             backend = ChromaBackend.server(url, read_only=read_only, embedder=emb.name)
-        return cls(backend, emb, namespace, episodic, values)
+        return cls(
+            backend, emb, namespace, episodic, values, fit_process=fit_process and not read_only
+        )
 
     def get(self, memory_id: str) -> MemoryRecord | None:
         for kind in KINDS:
@@ -181,4 +190,5 @@ class MemoryStore:
         return {kind: self.backend.count(self._col(kind)) for kind in KINDS}
 
     def close(self) -> None:
+        self.values.close()
         self.backend.close()

@@ -33,16 +33,17 @@ that falls as episodes accumulate, picks an untaken action at random.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import threading
+import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from itertools import chain
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, Field, field_serializer, field_validator
@@ -50,8 +51,19 @@ from pydantic import BaseModel, Field, field_serializer, field_validator
 from memory.actions import ActionProposal, discounted_returns
 from memory.base import VectorBackend
 from memory.embeddings import Embedder
+from memory.fitworker import FitWorker, FitWorkerError, Start
 from memory.records import MemoryRecord, Provenance, new_id
+from memory.ridge import Solved, expand, ridge_solve
 from memory.textfeatures import DIM, EpisodeText, analyse
+
+log = logging.getLogger(__name__)
+
+FIT_PROCESS_AFTER_S = 0.001
+"""A ``fit_process`` value function moves its fits to a worker process once a fit in this
+process has taken longer than this (and it learns again): short runs and small stores,
+whose fits cost less than starting a process, never start one."""
+
+_NO_START: Start = (np.zeros(0, dtype=np.intp), np.zeros(0))
 
 
 class ValueParams(BaseModel):
@@ -189,11 +201,18 @@ class ValueFunction:
         embedder: Embedder,
         collection: str,
         params: ValueParams | None = None,
+        *,
+        fit_process: bool = False,
     ) -> None:
+        """``fit_process``: once fits become costly (``FIT_PROCESS_AFTER_S``), refit in a
+        worker process right after each episode is learned (``memory/fitworker.py``), so
+        that the next read finds the fit done or under way; same weights, bit for bit.
+        Only where this process may run on two or more cores."""
         self.backend = backend
         self.embedder = embedder
         self.collection = collection
         self.params = params or ValueParams()
+        self.fit_process = fit_process and _cores() >= 2
         # The fit's sparse matrices: imported (~0.13 s) when the store opens, not in the
         # middle of the first episode that reads the values.
         import scipy.sparse  # noqa: F401
@@ -212,6 +231,16 @@ class ValueFunction:
         self._fitted = False
         self._combined: tuple[float, np.ndarray] | None = None
         """``immediate_weight`` and the weights combined with it, since the last fit."""
+        self._starts: list[Start] = [_NO_START, _NO_START]
+        """``_weights`` and ``_immediate`` in compact form: a worker's starting weights."""
+        self._generation = 0
+        """Counts the changes of ``_data``: names the rows a worker's solve was asked on."""
+        self._learned = 0
+        self._last_fit_s = 0.0
+        """How long the last fit in this process took."""
+        self._worker: FitWorker | None = None
+        self._worker_asked: tuple[int, float, int, int] | None = None
+        """The generation, ridge, iterations and targets of the solve asked of the worker."""
 
     # -- learning -------------------------------------------------------------------
 
@@ -284,6 +313,8 @@ class ValueFunction:
             self._signatures, self._episodes = Counter(self._signatures), set(self._episodes)
             self._add_rows(record.id, _rows(record, stored))
             self._recent = Counter(s.signature for s in steps if s.signature)
+            self._learned += 1
+            self._fit_ahead()
             # Refitted when the values are next read (``snapshot``), not here: episodes
             # learned one after another with no read between them (a batch's deferred
             # learning) cost one fit, not one each. With a read after every episode, the
@@ -297,12 +328,15 @@ class ValueFunction:
         if len(self._data) != self.backend.count(self.collection):
             self._data, self._signatures, self._recent = {}, Counter(), Counter()
             self._episodes = set()
+            self._tell_worker(lambda w: w.clear())
             for rec in self.backend.scan(self.collection):
                 self._add_rows(rec.id, _rows(rec))
             self._fitted = False
 
     def _add_rows(self, record_id: str, rows: list[_Row]) -> None:
         self._data[record_id] = rows
+        self._generation += 1
+        self._tell_worker(partial(_send_rows, record_id=record_id, rows=rows))
         for row in rows:
             self._episodes.add(row.episode)
             if row.signature:
@@ -312,19 +346,93 @@ class ValueFunction:
         rows = [row for rows in self._data.values() for row in rows]
         if not rows:
             self._weights, self._immediate = np.zeros(DIM), np.zeros(DIM)
+            self._starts = [_NO_START, _NO_START]
             self._fitted, self._combined = True, None
             return
         p = self.params
-        feats = [r.features for r in rows]
-        targets, starts = [np.array([r.target for r in rows])], [self._weights]
+        solved = self._worker_solve()
+        if solved is None:
+            began = time.perf_counter()
+            feats = [r.features for r in rows]
+            targets, starts = [np.array([r.target for r in rows])], [self._weights]
+            if p.immediate_weight > 0:
+                targets.append(np.array([r.immediate for r in rows]))
+                starts.append(self._immediate)
+            solved = ridge_solve(feats, targets, p.ridge, p.fit_iterations, starts)
+            self._last_fit_s = time.perf_counter() - began
+        self._weights = expand(solved.active, solved.weights[0])
+        self._starts[0] = (solved.active, solved.weights[0])
         if p.immediate_weight > 0:
-            targets.append(np.array([r.immediate for r in rows]))
-            starts.append(self._immediate)
-        fitted = ridge_fits(feats, targets, p.ridge, p.fit_iterations, starts)
-        self._weights = fitted[0]
-        if p.immediate_weight > 0:
-            self._immediate = fitted[1]
+            self._immediate = expand(solved.active, solved.weights[1])
+            self._starts[1] = (solved.active, solved.weights[1])
         self._fitted, self._combined = True, None
+
+    # -- the fit in a worker process ------------------------------------------------
+
+    def _solve_key(self) -> tuple[int, float, int, int]:
+        p = self.params
+        return (self._generation, p.ridge, p.fit_iterations, 2 if p.immediate_weight > 0 else 1)
+
+    def _fit_ahead(self) -> None:
+        """After learning: ask the worker (started here once fits are costly and this
+        process keeps learning) for the fit the next read needs."""
+        if self._worker is None:
+            if not (
+                self.fit_process and self._learned >= 2 and self._last_fit_s > FIT_PROCESS_AFTER_S
+            ):
+                return
+            self._start_worker()
+        key = self._solve_key()
+        starts = self._starts[: key[3]]
+        if self._tell_worker(lambda w: w.fit(key[0], key[1], key[2], starts)):
+            self._worker_asked = key
+
+    def _worker_solve(self) -> Solved | None:
+        """The worker's solve for the rows and parameters as they stand, when it was asked
+        for one and has started; ``None``: fit here."""
+        worker = self._worker
+        if worker is None or self._worker_asked != self._solve_key() or not worker.ready:
+            return None
+        try:
+            return worker.result(self._generation)
+        except FitWorkerError as exc:
+            self._drop_worker(str(exc))
+            return None
+
+    def _start_worker(self) -> None:
+        try:
+            worker = FitWorker()
+        except OSError as exc:
+            log.warning("step values: cannot start the fit worker (%s); fitting here", exc)
+            self.fit_process = False
+            return
+        self._worker = worker
+        for record_id, rows in self._data.items():
+            if not self._tell_worker(partial(_send_rows, record_id=record_id, rows=rows)):
+                return
+
+    def _tell_worker(self, message: Callable[[FitWorker], object]) -> bool:
+        if self._worker is None:
+            return False
+        try:
+            message(self._worker)
+            return True
+        except FitWorkerError as exc:
+            self._drop_worker(str(exc))
+            return False
+
+    def _drop_worker(self, why: str) -> None:
+        log.warning("step values: the fit worker stopped (%s); fitting in this process", why)
+        if self._worker is not None:
+            self._worker.close()
+        self._worker, self._worker_asked, self.fit_process = None, None, False
+
+    def close(self) -> None:
+        """Stop the fit worker, if one runs (the values stay usable: fits run here)."""
+        with self._lock:
+            if self._worker is not None:
+                self._worker.close()
+            self._worker, self._worker_asked, self.fit_process = None, None, False
 
     # -- acting ---------------------------------------------------------------------
 
@@ -527,150 +635,24 @@ def stored_steps(rec: MemoryRecord) -> list[StoredStep]:
     ]
 
 
+def _send_rows(worker: FitWorker, record_id: str, rows: list[_Row]) -> None:
+    worker.add(
+        record_id,
+        [r.features for r in rows],
+        [np.array([r.target for r in rows]), np.array([r.immediate for r in rows])],
+    )
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - platforms without affinity
+        return os.cpu_count() or 1
+
+
 def _rows(rec: MemoryRecord, steps: list[StoredStep] | None = None) -> list[_Row]:
     episode = rec.provenance.episode_id or rec.id
     return [
         _Row(np.array(s.features, dtype=np.int64), s.q, s.immediate, episode, s.signature)
         for s in (stored_steps(rec) if steps is None else steps)
     ]
-
-
-def ridge_fit(
-    feats: Sequence[np.ndarray], y: np.ndarray, ridge: float, iterations: int, start: np.ndarray
-) -> np.ndarray:
-    """Weights ``w`` minimizing ``|Xw - y|^2 + ridge |w|^2`` for binary rows ``X`` given as
-    index arrays, by conjugate gradients on the normal equations (``ridge_fits``)."""
-    return ridge_fits(feats, [y], ridge, iterations, [start])[0]
-
-
-def ridge_fits(
-    feats: Sequence[np.ndarray],
-    targets: Sequence[np.ndarray],
-    ridge: float,
-    iterations: int,
-    starts: Sequence[np.ndarray],
-) -> list[np.ndarray]:
-    """``ridge_fit`` of each target (from its start) on the same rows, which are turned into
-    a matrix once (about a fifth of a fit's time).
-
-    Only the features some row holds take part (the others' optimum is 0): the solve runs
-    in that compact space, a few thousand dimensions instead of ``DIM``, with ``X`` and its
-    transpose as compressed sparse rows (a product costs one pass over the nonzeros, about
-    half the time of numpy's gather and weighted bincount), so a fit costs milliseconds.
-    The targets are solved at the same time, the second and later in worker threads: the
-    sparse products, most of a large solve's time, release the interpreter lock (real
-    cooking rows, both models: 462 rows 7.3 -> 5.1 ms, 877 rows 11.0 -> 7.3 ms; about the
-    same near a hundred rows). Each solve does exactly what it would alone."""
-    from scipy.sparse import csr_matrix
-
-    counts = np.array([len(f) for f in feats])
-    keep = counts > 0
-    if not keep.any():
-        return [np.zeros(DIM) for _ in targets]
-    feats = [f for f, k in zip(feats, keep, strict=True) if k]
-    counts = counts[keep]
-    active, local = np.unique(np.concatenate(feats), return_inverse=True)
-    rows = np.concatenate([[0], np.cumsum(counts)])
-    x = csr_matrix((np.ones(len(local)), local, rows), shape=(len(feats), len(active)))
-    xt = x.T.tocsr()
-    jobs = [
-        partial(_conjugate_gradients, x, xt, y[keep], ridge, iterations, start, active)
-        for y, start in zip(targets, starts, strict=True)
-    ]
-    if len(jobs) == 1:
-        return [jobs[0]()]
-    others = [_fit_pool().submit(job) for job in jobs[1:]]
-    first = jobs[0]()
-    return [first, *(f.result() for f in others)]
-
-
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-
-
-def _fit_pool() -> ThreadPoolExecutor:
-    """The worker threads of ``ridge_fits`` (made on first use; idle threads cost nothing)."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="evolvent-fit")
-        return _POOL
-
-
-def _forget_pool_in_child() -> None:
-    """A forked child has none of its parent's threads, but the pool would believe its
-    workers exist and queue work that nobody runs: the child makes its own."""
-    global _POOL, _POOL_LOCK
-    _POOL, _POOL_LOCK = None, threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_pool_in_child)
-
-
-def _matvec() -> Any:
-    """scipy's kernel behind ``csr_matrix @ vector`` (``y += A x`` into a given ``y``),
-    called directly: the operator's checks and dispatch cost more than the product at
-    these sizes. ``None`` when this scipy does not have it (the operator is used)."""
-    try:
-        from scipy.sparse._sparsetools import csr_matvec
-    except ImportError:  # pragma: no cover - a scipy that moved its kernels
-        return None
-    return csr_matvec
-
-
-class _Normal:
-    """``v -> X^T X v + ridge v`` for one solve, into buffers made once; the same floating
-    point operations, in the same order, as ``xt @ (x @ v) + ridge * v``."""
-
-    def __init__(self, x: Any, xt: Any, ridge: float) -> None:
-        self.x, self.xt, self.ridge = x, xt, ridge
-        self.kernel = _matvec()
-        self._xv = np.zeros(x.shape[0])
-        self._tmp = np.zeros(x.shape[1])
-
-    def product(self, m: Any, v: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """``m @ v`` into ``out``."""
-        if self.kernel is None:
-            out[:] = m @ v
-            return out
-        out.fill(0.0)
-        self.kernel(m.shape[0], m.shape[1], m.indptr, m.indices, m.data, v, out)
-        return out
-
-    def apply(self, v: np.ndarray, out: np.ndarray) -> np.ndarray:
-        self.product(self.xt, self.product(self.x, v, self._xv), out)
-        np.multiply(v, self.ridge, out=self._tmp)
-        out += self._tmp
-        return out
-
-
-def _conjugate_gradients(
-    x: Any,
-    xt: Any,
-    y: np.ndarray,
-    ridge: float,
-    iterations: int,
-    start: np.ndarray,
-    active: np.ndarray,
-) -> np.ndarray:
-    normal = _Normal(x, xt, ridge)
-    w = start[active].copy()
-    r = xt @ y - normal.apply(w, np.empty_like(w))
-    d = r.copy()
-    ad, scaled = np.empty_like(w), np.empty_like(w)
-    rs = float(r @ r)
-    for _ in range(iterations):
-        if rs < 1e-12:
-            break
-        normal.apply(d, ad)
-        step = rs / float(d @ ad)
-        w += np.multiply(d, step, out=scaled)
-        r -= np.multiply(ad, step, out=scaled)
-        rs_new = float(r @ r)
-        # d = r + (rs_new / rs) * d
-        np.multiply(d, rs_new / rs, out=d)
-        d += r
-        rs = rs_new
-    out = np.zeros(DIM)
-    out[active] = w
-    return out

@@ -18,8 +18,10 @@ from agent import Agent
 from agent.config import load_settings
 from agent.llm.scripted import ScriptedLLM
 from memory import HashingEmbedder, MemoryStore, textfeatures
+from memory import ridge as ridge_module
 from memory import values as values_module
 from memory.records import MemoryRecord, Provenance
+from memory.ridge import Solved, ridge_fit, ridge_fits, ridge_solve
 from memory.textfeatures import EpisodeText, action_features, analyse, parse_action, stem
 from memory.values import (
     StoredStep,
@@ -32,8 +34,6 @@ from memory.values import (
     enablers,
     instruction_credit,
     newly_admissible,
-    ridge_fit,
-    ridge_fits,
     stored_steps,
 )
 
@@ -408,13 +408,13 @@ def test_episodes_learned_without_a_read_between_cost_one_fit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fits: list[int] = []
-    real_fits = values_module.ridge_fits
+    real_solve = ridge_solve
 
-    def counted(feats: Any, ys: list[np.ndarray], *args: Any) -> list[np.ndarray]:
+    def counted(feats: Any, ys: list[np.ndarray], *args: Any, **kw: Any) -> Solved:
         fits.extend(len(y) for y in ys)
-        return real_fits(feats, ys, *args)
+        return real_solve(feats, ys, *args, **kw)
 
-    monkeypatch.setattr(values_module, "ridge_fits", counted)
+    monkeypatch.setattr(values_module, "ridge_solve", counted)
     values = MemoryStore.in_memory(HashingEmbedder()).values
     steps = [ValueStep(state="s", action="fetch jar", reward=1.0, features=[7, 9])]
     for episode in "abc":  # a batch's deferred learning: no read in between
@@ -532,9 +532,9 @@ def test_ridge_fits_are_bit_for_bit_the_plain_solve(
     """The solver's buffers, direct kernel calls and worker threads change no bit of the
     weights (so they change no choice the values make)."""
     if kernel == "operators":
-        monkeypatch.setattr(values_module, "_matvec", lambda: None)
+        monkeypatch.setattr(ridge_module, "_matvec", lambda: None)
     else:
-        assert values_module._matvec() is not None  # this scipy has the kernel
+        assert ridge_module._matvec() is not None  # this scipy has the kernel
     rng = np.random.default_rng(7)
     pool = rng.choice(1 << 18, size=900, replace=False)
     feats = [np.sort(rng.choice(pool, size=30, replace=False)) for _ in range(300)]

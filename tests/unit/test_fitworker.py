@@ -1,0 +1,204 @@
+"""The step values' fit in a worker process: the same weights, and no process left behind."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from memory import HashingEmbedder, InProcessBackend, MemoryStore
+from memory import values as values_module
+from memory.fitworker import FitWorker, FitWorkerError
+from memory.records import Provenance
+from memory.ridge import Solved, expand, ridge_solve
+from memory.values import ValueFunction, ValueStep
+
+pytestmark = pytest.mark.skipif(
+    len(os.sched_getaffinity(0)) < 2, reason="the fit worker is used only with two or more cores"
+)
+
+
+def _rows(rng: np.random.Generator, n: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    feats = [np.sort(rng.choice(400, size=12, replace=False)).astype(np.int64) for _ in range(n)]
+    return feats, [rng.normal(size=n), rng.normal(size=n)]
+
+
+def _wait_ready(worker: FitWorker) -> None:
+    deadline = time.monotonic() + 60
+    while not worker.ready:
+        assert worker.alive, "the worker died while starting"
+        assert time.monotonic() < deadline, "the worker did not start within 60 s"
+        time.sleep(0.02)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    with open(f"/proc/{pid}/stat") as f:  # a zombie has exited
+        return f.read().split()[2] == "Z"
+
+
+def test_the_worker_solves_bit_for_bit_as_this_process_and_answers_the_last_request() -> None:
+    rng = np.random.default_rng(3)
+    worker = FitWorker()
+    try:
+        _wait_ready(worker)
+        feats_a, ys_a = _rows(rng, 30)
+        feats_b, ys_b = _rows(rng, 20)
+        start = ridge_solve(feats_a, ys_a, 1.0, 5, [np.zeros(1 << 18)] * 2)
+        starts = list(zip([start.active] * 2, start.weights, strict=True))
+        worker.add("a", feats_a, ys_a)
+        worker.fit(1, 1.0, 40, starts)
+        worker.add("b", feats_b, ys_b)
+        worker.fit(2, 1.0, 40, starts)  # supersedes the first request
+        got = worker.result(2)
+        want = ridge_solve(
+            feats_a + feats_b,
+            [np.concatenate([a, b]) for a, b in zip(ys_a, ys_b, strict=True)],
+            1.0,
+            40,
+            [expand(start.active, w) for w in start.weights],
+        )
+        assert np.array_equal(got.active, want.active)
+        assert all(np.array_equal(g, w) for g, w in zip(got.weights, want.weights, strict=True))
+        with pytest.raises(FitWorkerError):
+            worker.result(1, timeout=0.5)  # dropped: only the last request is answered
+        # "add" under a key already held replaces its rows; "clear" forgets them all.
+        worker.add("a", feats_b, ys_b)
+        worker.fit(3, 1.0, 40, [starts[0]])
+        again = ridge_solve(
+            feats_b + feats_b, [np.concatenate([ys_b[0]] * 2)], 1.0, 40, [expand(*starts[0])]
+        )
+        assert np.array_equal(worker.result(3).weights[0], again.weights[0])
+        worker.clear()
+        worker.fit(4, 1.0, 40, [starts[0]])
+        assert worker.result(4).active.size == 0
+        pid = worker._proc.pid
+    finally:
+        worker.close()
+    deadline = time.monotonic() + 10
+    while not _gone(pid):
+        assert time.monotonic() < deadline, "the worker outlived close()"
+        time.sleep(0.02)
+    assert not worker.alive
+    with pytest.raises(FitWorkerError):
+        worker.fit(5, 1.0, 40, [])
+
+
+def _learn(values: ValueFunction, episode: int, rng: np.random.Generator) -> None:
+    steps = [
+        ValueStep(
+            state=f"s{episode}",
+            action=f"act {i}",
+            reward=float(rng.integers(0, 2)),
+            features=sorted({int(f) for f in rng.choice(3000, size=15, replace=False)}),
+            signature=f"sig{i % 3}",
+        )
+        for i in range(12)
+    ]
+    values.learn(steps, bool(episode % 3 == 0), False, Provenance(episode_id=f"e{episode}"))
+
+
+def _pair(monkeypatch: pytest.MonkeyPatch) -> tuple[MemoryStore, MemoryStore]:
+    monkeypatch.setattr(values_module, "FIT_PROCESS_AFTER_S", 0.0)
+    emb = HashingEmbedder()
+    here = MemoryStore(InProcessBackend(emb.dim), emb)
+    there = MemoryStore(InProcessBackend(emb.dim), emb, fit_process=True)
+    return here, there
+
+
+def test_values_fitted_in_the_worker_equal_those_fitted_here(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    here, there = _pair(monkeypatch)
+    solves: list[int] = []
+    real = ridge_solve
+
+    def counted(*args: object, **kw: object) -> Solved:
+        solves.append(1)
+        return real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(values_module, "ridge_solve", counted)
+    rng_here, rng_there = np.random.default_rng(11), np.random.default_rng(11)
+    try:
+        for episode in range(8):
+            for _ in range(2 if episode == 5 else 1):  # episode 5: two learned, no read between
+                _learn(here.values, episode, rng_here)
+                _learn(there.values, episode, rng_there)
+            if episode == 2:
+                assert there.values._worker is not None  # started at the second learning
+                _wait_ready(there.values._worker)
+            before = len(solves)
+            a, b = here.values.snapshot(), there.values.snapshot()
+            if episode >= 2:
+                assert len(solves) == before + 1  # only ``here`` solved in this process
+            assert np.array_equal(a.weights, b.weights)
+            assert a.support == b.support
+    finally:
+        here.close()
+        there.close()
+    assert there.values._worker is None
+
+
+def test_a_dead_worker_is_replaced_by_fits_here(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    here, there = _pair(monkeypatch)
+    rng_here, rng_there = np.random.default_rng(5), np.random.default_rng(5)
+    try:
+        for episode in range(3):
+            _learn(here.values, episode, rng_here)
+            _learn(there.values, episode, rng_there)
+            here.values.snapshot(), there.values.snapshot()
+        worker = there.values._worker
+        assert worker is not None
+        _wait_ready(worker)
+        os.kill(worker._proc.pid, signal.SIGKILL)
+        worker._proc.wait()
+        _learn(here.values, 3, rng_here)
+        with caplog.at_level(logging.WARNING, logger="memory.values"):
+            _learn(there.values, 3, rng_there)
+            got = there.values.snapshot()
+        assert np.array_equal(here.values.snapshot().weights, got.weights)
+        assert there.values._worker is None
+        assert "fit worker stopped" in caplog.text
+    finally:
+        here.close()
+        there.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_leaves_its_parents_worker_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    here, there = _pair(monkeypatch)
+    rng = np.random.default_rng(2)
+    try:
+        for episode in range(3):
+            _learn(there.values, episode, rng)
+            there.values.snapshot()
+        worker = there.values._worker
+        assert worker is not None
+        _wait_ready(worker)
+        pid = os.fork()
+        if pid == 0:  # the child fits in its own process, then exits as if normally
+            try:
+                _learn(there.values, 9, np.random.default_rng(9))
+                there.values.snapshot()
+                there.close()
+                os._exit(0)
+            except BaseException:
+                os._exit(1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert worker.alive and not _gone(worker._proc.pid)
+        _learn(there.values, 3, rng)
+        there.values.snapshot()
+        assert there.values._worker is worker  # still answering
+    finally:
+        here.close()
+        there.close()
