@@ -1,31 +1,38 @@
-"""The step values' refit in a worker process, while the acting process goes on.
+"""The step values' refit in a worker process, on CPU time the acting process leaves idle.
 
 A refit (``memory/ridge.py``) runs when the values are next read after an episode was
 learned, and its cost grows with the steps stored (cooking, 60 games: about 4.5 ms a fit,
 4 % of a stream's wall time against an instant LLM). Between an episode's learning and the
 next episode's first read the acting process has other work (the episode's end, the next
-game's reset, the plan), and on a machine with two or more cores the fit can run beside it.
+game's reset, the plan: about 20 ms in cooking), and on a machine with two or more cores
+the fit can run beside it.
 
-``FitWorker`` keeps a copy of the fit's rows in a child process (``main`` here: pickled
-messages over its standard input and output), fed row by row as
-episodes are learned; ``fit`` asks for a solve from given starting weights and returns at
-once, ``result`` waits for it. The worker runs the same ``ridge_solve`` on the same rows in
-the same order, so its weights are bit for bit those a fit in the acting process would make.
-The child ignores Ctrl-C, exits when its input closes (``close``, or its parent's death) and
-is stopped with its parent's interpreter; after a fork the child process leaves its parent's
-worker alone.
+``FitWorker`` keeps a copy of the fit's rows in a child process (``main``: pickled messages
+over its standard input and output), fed row by row as episodes are learned; ``fit`` asks
+for a solve from given starting weights and returns at once, ``done`` takes the answer if
+it is there and ``result`` waits for it. The child runs the same ``ridge_solve`` on the same
+rows in the same order, so its weights are bit for bit those a fit in the acting process
+would make. It runs under Linux's ``SCHED_IDLE`` (elsewhere at the lowest priority): at
+normal priority, a solve running beside the acting process delayed that process's threads
+each time one woke (the checkpoint written at an episode's end took about 2 ms longer an
+episode on two cores). Requests never block the parent: what the pipe cannot take waits in
+the parent until the child reads it. The child ignores Ctrl-C, exits when its input closes
+(``close``, or its parent's death) and is stopped with its parent's interpreter; after a
+fork the forked process leaves its parent's worker alone.
 """
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import os
 import pickle
 import queue
+import select
 import signal
 import subprocess
 import sys
 import threading
+import time
 import weakref
 from pathlib import Path
 from typing import IO, Any
@@ -34,13 +41,30 @@ import numpy as np
 
 from memory.ridge import Solved, expand, ridge_solve
 
-log = logging.getLogger(__name__)
-
 Start = tuple[np.ndarray, np.ndarray]
 """Starting weights in the compact form of ``Solved``: features and their weights."""
 
+NO_START: Start = (np.zeros(0, dtype=np.intp), np.zeros(0))
+
+MAX_PENDING = 64 << 20
+"""Bytes of requests the child has not read yet, past which it is given up."""
+
 READY_TIMEOUT_S = 60.0
 """How long ``result`` waits for a solve of a worker that has started."""
+
+
+_CHILD = """
+import os
+try:  # first: the imports cost ~0.4 s of CPU, which must not slow the parent
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+except (AttributeError, OSError):
+    try:
+        os.nice(19)
+    except OSError:
+        pass
+from memory.fitworker import main
+main()
+"""
 
 
 class FitWorkerError(RuntimeError):
@@ -48,7 +72,11 @@ class FitWorkerError(RuntimeError):
 
 
 class FitWorker:
-    """A child process holding a copy of the fit's rows and solving on request."""
+    """A child process holding a copy of the fit's rows and solving on request.
+
+    No thread of this process waits on the child: its answers wait in the pipe (the child's
+    own reader keeps taking requests meanwhile) and are read when asked for, so the acting
+    process never hands the interpreter lock to a reader in the middle of its work."""
 
     def __init__(self) -> None:
         root = str(Path(__file__).resolve().parent.parent)
@@ -57,24 +85,25 @@ class FitWorker:
         env.setdefault("OPENBLAS_NUM_THREADS", "1")
         env.setdefault("OMP_NUM_THREADS", "1")
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", "from memory.fitworker import main; main()"],
+            [sys.executable, "-c", _CHILD],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
             cwd=root,
         )
         assert self._proc.stdin is not None and self._proc.stdout is not None
-        self._to: IO[bytes] = self._proc.stdin
-        self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
+        # Requests are written without blocking: one that does not fit in the pipe waits
+        # here (``_pending``) for the child to read, which on a busy machine is late.
+        self._to = self._proc.stdin.fileno()
+        os.set_blocking(self._to, False)
+        self._pending = bytearray()
+        self._from = self._proc.stdout.fileno()
+        self._buffer = bytearray()
+        self._lock = threading.RLock()
         self._ready = False
         self._dead: str | None = None
         self._results: dict[int, Solved | str] = {}
         self._asked = -1
-        self._reader = threading.Thread(
-            target=self._read, args=(self._proc.stdout,), name="evolvent-fit-reader", daemon=True
-        )
-        self._reader.start()
         self._finalizer = weakref.finalize(self, _stop, self._proc)
         _LIVE.add(self)
 
@@ -84,6 +113,7 @@ class FitWorker:
     def ready(self) -> bool:
         """The child has started (imported what it needs) and is alive."""
         with self._lock:
+            self._read(0.0)
             return self._ready and self._dead is None
 
     @property
@@ -105,14 +135,24 @@ class FitWorker:
         ``generation`` names it for ``result``. An earlier solve not yet collected is
         dropped."""
         with self._lock:
+            self._read(0.0)
             self._results.clear()
             self._asked = generation
-        self._send(("fit", generation, ridge, iterations, starts))
+            self._send(("fit", generation, ridge, iterations, starts))
 
     def asked(self) -> int:
         """The generation of the last solve asked for (-1: none)."""
         with self._lock:
             return self._asked
+
+    def done(self, generation: int) -> Solved | None:
+        """The solve asked for as ``generation`` if it is there, else ``None`` (no wait).
+        Raises ``FitWorkerError`` when the worker died or failed the solve."""
+        with self._lock:
+            self._read(0.0)
+            if generation in self._results or self._dead is not None:
+                return self.result(generation)
+            return None
 
     def result(self, generation: int, timeout: float = READY_TIMEOUT_S) -> Solved:
         """The solve asked for as ``generation``, waiting for it. Raises ``FitWorkerError``
@@ -120,11 +160,14 @@ class FitWorker:
         with self._lock:
             if generation != self._asked:
                 raise FitWorkerError(f"no solve was asked for as {generation}")
-            if not self._changed.wait_for(
-                lambda: generation in self._results or self._dead is not None, timeout
-            ):
-                self._dead = f"no answer within {timeout:.0f} s"
-            got = self._results.pop(generation, None)
+            deadline = time.monotonic() + timeout
+            while generation not in self._results and self._dead is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._dead = f"no answer within {timeout:.0f} s"
+                    break
+                self._read(left)
+            got = self._results.get(generation)
             if isinstance(got, Solved):
                 return got
             raise FitWorkerError(got or self._dead or "no answer")
@@ -134,49 +177,80 @@ class FitWorker:
         with self._lock:
             if self._dead is None:
                 self._dead = "closed"
-            self._changed.notify_all()
         self._finalizer()
 
     def _send(self, message: tuple[Any, ...]) -> None:
-        if self._dead is not None:
-            raise FitWorkerError(self._dead)
-        try:
-            pickle.dump(message, self._to, protocol=pickle.HIGHEST_PROTOCOL)
-            self._to.flush()
-        except (BrokenPipeError, OSError, ValueError) as exc:
-            self._died(f"cannot write to the worker: {exc}")
-            raise FitWorkerError(self._dead or "dead") from exc
-
-    def _read(self, stream: IO[bytes]) -> None:
-        """Collect the child's answers (a thread: an answer never waits in a full pipe)."""
-        while True:
-            try:
-                msg = pickle.load(stream)
-            except (EOFError, OSError, pickle.UnpicklingError, ValueError):
-                self._died("the worker exited")
-                stream.close()
-                return
-            with self._lock:
-                if msg[0] == "ready":
-                    self._ready = True
-                elif msg[0] == "fit" and msg[1] == self._asked:
-                    self._results[msg[1]] = Solved(msg[2], list(msg[3]))
-                elif msg[0] == "error" and msg[1] == self._asked:
-                    self._results[msg[1]] = f"the worker failed a solve: {msg[2]}"
-                self._changed.notify_all()
-
-    def _died(self, why: str) -> None:
         with self._lock:
-            if self._dead is None:
-                self._dead = why
-            self._changed.notify_all()
+            if self._dead is not None:
+                raise FitWorkerError(self._dead)
+            self._pending += pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+            if len(self._pending) > MAX_PENDING:
+                self._dead = "the worker does not keep up with the requests"
+            self._exchange(0.0)
+            if self._dead is not None:
+                raise FitWorkerError(self._dead)
+
+    def _read(self, wait: float) -> None:
+        """Take in what the child has answered, waiting up to ``wait`` seconds for some."""
+        self._exchange(wait)
+
+    def _exchange(self, wait: float) -> None:
+        """Write what waits for the child while it takes it, and take in what it answered;
+        up to ``wait`` seconds for an answer's first bytes."""
+        deadline = time.monotonic() + wait
+        while self._dead is None:
+            left = max(0.0, deadline - time.monotonic())
+            try:
+                readable, writable, _ = select.select(
+                    [self._from], [self._to] if self._pending else [], [], left
+                )
+                if writable:
+                    with contextlib.suppress(BlockingIOError):
+                        del self._pending[: os.write(self._to, self._pending[: 1 << 20])]
+                chunk = os.read(self._from, 1 << 20) if readable else None
+            except (OSError, ValueError) as exc:
+                self._dead = f"the worker is gone: {exc}"
+                return
+            if chunk == b"":
+                self._dead = "the worker exited"
+                return
+            if chunk is not None:
+                self._buffer += chunk
+                self._take_answers()
+                deadline = 0.0  # an answer came: take what else is there, then return
+            elif not writable:
+                return
+
+    def _take_answers(self) -> None:
+        buf = self._buffer
+        while len(buf) >= _HEADER:
+            size = int.from_bytes(buf[:_HEADER], "little")
+            if len(buf) < _HEADER + size:
+                return
+            msg = pickle.loads(buf[_HEADER : _HEADER + size])
+            del buf[: _HEADER + size]
+            if msg[0] == "ready":
+                self._ready = True
+            elif msg[0] == "fit" and msg[1] == self._asked:
+                self._results[msg[1]] = Solved(msg[2], list(msg[3]))
+            elif msg[0] == "error" and msg[1] == self._asked:
+                self._results[msg[1]] = f"the worker failed a solve: {msg[2]}"
 
     def _forked_away(self) -> None:
         """In a forked child: the pipes are the parent's; never write, close or stop."""
         self._finalizer.detach()
         self._dead = "forked: the worker belongs to the parent process"
-        self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
+        self._lock = threading.RLock()
+
+
+_HEADER = 8
+"""Bytes of an answer's length, before the answer."""
+
+
+def _answer(sink: IO[bytes], message: tuple[Any, ...]) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    sink.write(len(data).to_bytes(_HEADER, "little") + data)
+    sink.flush()
 
 
 _LIVE: weakref.WeakSet[FitWorker] = weakref.WeakSet()
@@ -191,8 +265,7 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    # Closing its input ends the child; its output is closed by the reader at the EOF
-    # that follows (closing it here could wait on the reader's lock).
+    # Closing its input ends the child.
     try:
         if proc.stdin is not None:
             proc.stdin.close()
@@ -203,6 +276,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
 
 
 # -- the child ----------------------------------------------------------------------
@@ -215,8 +290,10 @@ def serve(source: IO[bytes], sink: IO[bytes]) -> None:
     inbox: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
     threading.Thread(target=_pump, args=(source, inbox), daemon=True).start()
     rows: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
-    pickle.dump(("ready", os.getpid()), sink)
-    sink.flush()
+    # A first solve costs tens of milliseconds more than the next (scipy's first sparse
+    # products, the solver's threads): paid here, before the parent is told to wait on us.
+    _solve({"warm-up": ([np.arange(3)], [np.ones(1), np.ones(1)])}, 1.0, 2, [NO_START] * 2)
+    _answer(sink, ("ready", os.getpid()))
     while True:
         batch = [inbox.get()]
         while not inbox.empty():
@@ -237,8 +314,7 @@ def serve(source: IO[bytes], sink: IO[bytes]) -> None:
                     answer: tuple[Any, ...] = ("fit", generation, solved.active, solved.weights)
                 except Exception as exc:  # reported; the parent then fits in its own process
                     answer = ("error", generation, f"{type(exc).__name__}: {exc}")
-                pickle.dump(answer, sink, protocol=pickle.HIGHEST_PROTOCOL)
-                sink.flush()
+                _answer(sink, answer)
 
 
 def _pump(source: IO[bytes], inbox: queue.SimpleQueue[tuple[Any, ...] | None]) -> None:
@@ -262,7 +338,7 @@ def _solve(
         for t in range(len(starts))
     ]
     full = [expand(active, w) for active, w in starts]
-    return ridge_solve(feats, targets, ridge, iterations, full, parallel=False)
+    return ridge_solve(feats, targets, ridge, iterations, full)
 
 
 def main() -> None:
@@ -271,7 +347,3 @@ def main() -> None:
     sink = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     serve(sys.stdin.buffer, sink)
-
-
-if __name__ == "__main__":
-    main()

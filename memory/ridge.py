@@ -67,8 +67,6 @@ def ridge_solve(
     ridge: float,
     iterations: int,
     starts: Sequence[np.ndarray],
-    *,
-    parallel: bool = True,
 ) -> Solved:
     """``ridge_fit`` of each target (from its start, weights over the whole feature space)
     on the same rows, which are turned into a matrix once (about a fifth of a fit's time).
@@ -80,9 +78,7 @@ def ridge_solve(
     The targets are solved at the same time, the second and later in worker threads: the
     sparse products, most of a large solve's time, release the interpreter lock (real
     cooking rows, both models: 462 rows 7.3 -> 5.1 ms, 877 rows 11.0 -> 7.3 ms; about the
-    same near a hundred rows); ``parallel=False`` solves them one after another, in this
-    thread (a worker process that should use one core). Each solve does exactly what it
-    would alone."""
+    same near a hundred rows). Each solve does exactly what it would alone."""
     from scipy.sparse import csr_matrix
 
     counts = np.array([len(f) for f in feats])
@@ -99,7 +95,7 @@ def ridge_solve(
         partial(_conjugate_gradients, x, xt, y[keep], ridge, iterations, start, active)
         for y, start in zip(targets, starts, strict=True)
     ]
-    if len(jobs) == 1 or not parallel:
+    if len(jobs) == 1:
         return Solved(active, [job() for job in jobs])
     others = [_fit_pool().submit(job) for job in jobs[1:]]
     first = jobs[0]()

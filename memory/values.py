@@ -51,7 +51,7 @@ from pydantic import BaseModel, Field, field_serializer, field_validator
 from memory.actions import ActionProposal, discounted_returns
 from memory.base import VectorBackend
 from memory.embeddings import Embedder
-from memory.fitworker import FitWorker, FitWorkerError, Start
+from memory.fitworker import NO_START, FitWorker, FitWorkerError, Start
 from memory.records import MemoryRecord, Provenance, new_id
 from memory.ridge import Solved, expand, ridge_solve
 from memory.textfeatures import DIM, EpisodeText, analyse
@@ -62,8 +62,6 @@ FIT_PROCESS_AFTER_S = 0.001
 """A ``fit_process`` value function moves its fits to a worker process once a fit in this
 process has taken longer than this (and it learns again): short runs and small stores,
 whose fits cost less than starting a process, never start one."""
-
-_NO_START: Start = (np.zeros(0, dtype=np.intp), np.zeros(0))
 
 
 class ValueParams(BaseModel):
@@ -231,7 +229,7 @@ class ValueFunction:
         self._fitted = False
         self._combined: tuple[float, np.ndarray] | None = None
         """``immediate_weight`` and the weights combined with it, since the last fit."""
-        self._starts: list[Start] = [_NO_START, _NO_START]
+        self._starts: list[Start] = [NO_START, NO_START]
         """``_weights`` and ``_immediate`` in compact form: a worker's starting weights."""
         self._generation = 0
         """Counts the changes of ``_data``: names the rows a worker's solve was asked on."""
@@ -346,7 +344,7 @@ class ValueFunction:
         rows = [row for rows in self._data.values() for row in rows]
         if not rows:
             self._weights, self._immediate = np.zeros(DIM), np.zeros(DIM)
-            self._starts = [_NO_START, _NO_START]
+            self._starts = [NO_START, NO_START]
             self._fitted, self._combined = True, None
             return
         p = self.params
@@ -389,12 +387,14 @@ class ValueFunction:
 
     def _worker_solve(self) -> Solved | None:
         """The worker's solve for the rows and parameters as they stand, when it was asked
-        for one and has started; ``None``: fit here."""
+        for one and is done; ``None``: fit here. A solve still running is not waited for:
+        the worker runs on idle CPU time only, which a busy machine (concurrent episodes)
+        may not have, and a fit here gives the same weights."""
         worker = self._worker
-        if worker is None or self._worker_asked != self._solve_key() or not worker.ready:
+        if worker is None or self._worker_asked != self._solve_key():
             return None
         try:
-            return worker.result(self._generation)
+            return worker.done(self._generation)
         except FitWorkerError as exc:
             self._drop_worker(str(exc))
             return None
