@@ -7,10 +7,15 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+from word_env import WordEnv
 
+from agent import Agent
+from agent.config import load_settings
+from agent.llm.scripted import ScriptedLLM
 from memory import HashingEmbedder, InProcessBackend, MemoryStore
 from memory import values as values_module
 from memory.fitworker import NO_START, FitWorker, FitWorkerError
@@ -257,3 +262,38 @@ def test_the_worker_runs_on_idle_cpu_time_and_never_blocks_its_parent() -> None:
         assert all(np.array_equal(g, w) for g, w in zip(got.weights, want.weights, strict=True))
     finally:
         worker.close()
+
+
+def test_an_agent_learning_with_the_worker_makes_the_same_choices(
+    evolvent_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """End to end: the same episodes, learned and acted on with fits here or in the worker
+    (waited for before each episode, so that it is used), give the same moves."""
+    monkeypatch.setattr(values_module, "FIT_PROCESS_AFTER_S", 0.0)
+    llm = ScriptedLLM(responder=lambda k, p, o: "wait" if k == "choose" else "ok")
+    emb = HashingEmbedder()
+    played: dict[bool, list[list[str | None]]] = {}
+    weights: dict[bool, np.ndarray] = {}
+    used = 0
+    for in_worker in (False, True):
+        # Exploration is seeded by the episode's thread id: the same ids in both homes.
+        home = evolvent_home / ("worker" if in_worker else "here")
+        settings = load_settings(None, home=str(home), **{"memory.action_policy": "follow"})
+        store = MemoryStore(InProcessBackend(emb.dim), emb, fit_process=in_worker)
+        with Agent(settings, llm=llm, memory=store, embedder=emb) as agent:
+            runs = []
+            for seed in range(10):
+                if in_worker and store.values._worker is not None:
+                    _worker_done(store.values)
+                    used += 1
+                result = agent.run(WordEnv(seed), max_steps=6, thread_id=f"ep{seed}")
+                runs.append([st.action for st in result.trajectory])
+            played[in_worker] = runs
+        if in_worker:
+            _worker_done(store.values)
+        weights[in_worker] = store.values.snapshot().weights
+        store.close()
+        assert store.values._worker is None
+    assert used >= 5
+    assert played[True] == played[False]
+    assert np.array_equal(weights[True], weights[False])
