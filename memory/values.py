@@ -42,7 +42,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from itertools import chain
+from itertools import accumulate, chain
 from typing import NamedTuple
 
 import numpy as np
@@ -494,14 +494,14 @@ class ValueSnapshot:
         # view from one step to the next. The new ones are summed in one gather and one
         # segmented sum (every view has its bias, so no segment is empty).
         known = ctx.scores(self.weights)
-        new = list({id(v): v for v in views if id(v) not in known}.values())
+        new = list({v.key: v for v in views if v.key not in known}.values())
         if new:
             counts = [len(v.features) for v in new]
             index = np.fromiter(chain.from_iterable(v.features for v in new), np.intp)
-            starts = np.cumsum([0, *counts[:-1]])
+            starts = list(accumulate(counts[:-1], initial=0))
             sums = np.add.reduceat(self.weights[index], starts).tolist()
-            known.update(zip(map(id, new), sums, strict=True))
-        return Assessment([known[id(v)] for v in views], [v.signature for v in views])
+            known.update(zip([v.key for v in new], sums, strict=True))
+        return Assessment([known[v.key] for v in views], [v.signature for v in views])
 
     def propose(
         self,
