@@ -140,11 +140,6 @@ class FitWorker:
             self._asked = generation
             self._send(("fit", generation, ridge, iterations, starts))
 
-    def asked(self) -> int:
-        """The generation of the last solve asked for (-1: none)."""
-        with self._lock:
-            return self._asked
-
     def done(self, generation: int) -> Solved | None:
         """The solve asked for as ``generation`` if it is there, else ``None`` (no wait).
         Raises ``FitWorkerError`` when the worker died or failed the solve."""
