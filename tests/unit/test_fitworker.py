@@ -24,7 +24,7 @@ from memory.ridge import Solved, expand, ridge_solve
 from memory.values import ValueFunction, ValueStep
 
 pytestmark = pytest.mark.skipif(
-    len(os.sched_getaffinity(0)) < 2, reason="the fit worker is used only with two or more cores"
+    values_module._cores() < 2, reason="the fit worker is used only with two or more cores"
 )
 
 
