@@ -145,9 +145,10 @@ def measure_floor(
                     "max_steps": steps,
                     "step_count": 0,
                 }
-                # As Agent drives it (LangGraph refuses a durability without a checkpointer).
+                # As Agent drives it with no step callback (the state after each super-step;
+                # LangGraph refuses a durability without a checkpointer).
                 when: dict[str, Any] = {"durability": durability} if store else {}
-                for _ in graph.stream(initial, cfg, context=ctx, stream_mode="updates", **when):
+                for _ in graph.stream(initial, cfg, context=ctx, stream_mode=["values"], **when):
                     pass
 
             for _ in range(warm_up):
