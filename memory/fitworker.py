@@ -49,7 +49,7 @@ NO_START: Start = (np.zeros(0, dtype=np.intp), np.zeros(0))
 MAX_PENDING = 64 << 20
 """Bytes of requests the child has not read yet, past which it is given up."""
 
-READY_TIMEOUT_S = 60.0
+RESULT_TIMEOUT_S = 60.0
 """How long ``result`` waits for a solve of a worker that has started."""
 
 
@@ -113,7 +113,7 @@ class FitWorker:
     def ready(self) -> bool:
         """The child has started (imported what it needs) and is alive."""
         with self._lock:
-            self._read(0.0)
+            self._exchange(0.0)
             return self._ready and self._dead is None
 
     @property
@@ -135,7 +135,7 @@ class FitWorker:
         ``generation`` names it for ``result``. An earlier solve not yet collected is
         dropped."""
         with self._lock:
-            self._read(0.0)
+            self._exchange(0.0)
             self._results.clear()
             self._asked = generation
             self._send(("fit", generation, ridge, iterations, starts))
@@ -144,12 +144,12 @@ class FitWorker:
         """The solve asked for as ``generation`` if it is there, else ``None`` (no wait).
         Raises ``FitWorkerError`` when the worker died or failed the solve."""
         with self._lock:
-            self._read(0.0)
+            self._exchange(0.0)
             if generation in self._results or self._dead is not None:
                 return self.result(generation)
             return None
 
-    def result(self, generation: int, timeout: float = READY_TIMEOUT_S) -> Solved:
+    def result(self, generation: int, timeout: float = RESULT_TIMEOUT_S) -> Solved:
         """The solve asked for as ``generation``, waiting for it. Raises ``FitWorkerError``
         when the worker died, failed the solve, or took longer than ``timeout``."""
         with self._lock:
@@ -161,7 +161,7 @@ class FitWorker:
                 if left <= 0:
                     self._dead = f"no answer within {timeout:.0f} s"
                     break
-                self._read(left)
+                self._exchange(left)
             got = self._results.get(generation)
             if isinstance(got, Solved):
                 return got
@@ -184,10 +184,6 @@ class FitWorker:
             self._exchange(0.0)
             if self._dead is not None:
                 raise FitWorkerError(self._dead)
-
-    def _read(self, wait: float) -> None:
-        """Take in what the child has answered, waiting up to ``wait`` seconds for some."""
-        self._exchange(wait)
 
     def _exchange(self, wait: float) -> None:
         """Write what waits for the child while it takes it, and take in what it answered;

@@ -54,7 +54,7 @@ from memory.embeddings import Embedder
 from memory.fitworker import NO_START, FitWorker, FitWorkerError, Start
 from memory.records import MemoryRecord, Provenance, new_id
 from memory.ridge import Solved, expand, ridge_solve
-from memory.textfeatures import DIM, EpisodeText, analyse
+from memory.textfeatures import EpisodeText, analyse
 
 log = logging.getLogger(__name__)
 
@@ -216,8 +216,6 @@ class ValueFunction:
         import scipy.sparse  # noqa: F401
 
         self._lock = threading.Lock()
-        self._weights = np.zeros(DIM)
-        self._immediate = np.zeros(DIM)
         self._data: dict[str, list[_Row]] = {}
         """Record id -> what the fit needs of its steps, mirroring the collection."""
         # Replaced, never changed in place, once a snapshot may hold them (copy on write).
@@ -229,8 +227,9 @@ class ValueFunction:
         self._fitted = False
         self._combined: tuple[float, np.ndarray] | None = None
         """``immediate_weight`` and the weights combined with it, since the last fit."""
-        self._starts: list[Start] = [NO_START, NO_START]
-        """``_weights`` and ``_immediate`` in compact form: a worker's starting weights."""
+        self._fit_weights: list[Start] = [NO_START, NO_START]
+        """The fitted weights of the return and the immediate model, in compact form: what
+        the snapshots combine, and the next fit's starting weights (here or in a worker)."""
         self._generation = 0
         """Counts the changes of ``_data``: names the rows a worker's solve was asked on."""
         self._learned = 0
@@ -343,26 +342,23 @@ class ValueFunction:
     def _fit(self) -> None:
         rows = [row for rows in self._data.values() for row in rows]
         if not rows:
-            self._weights, self._immediate = np.zeros(DIM), np.zeros(DIM)
-            self._starts = [NO_START, NO_START]
+            self._fit_weights = [NO_START, NO_START]
             self._fitted, self._combined = True, None
             return
         p = self.params
+        models = 2 if p.immediate_weight > 0 else 1
         solved = self._worker_solve()
         if solved is None:
             began = time.perf_counter()
             feats = [r.features for r in rows]
-            targets, starts = [np.array([r.target for r in rows])], [self._weights]
-            if p.immediate_weight > 0:
+            targets = [np.array([r.target for r in rows])]
+            if models == 2:
                 targets.append(np.array([r.immediate for r in rows]))
-                starts.append(self._immediate)
+            starts = [expand(*w) for w in self._fit_weights[:models]]
             solved = ridge_solve(feats, targets, p.ridge, p.fit_iterations, starts)
             self._last_fit_s = time.perf_counter() - began
-        self._weights = expand(solved.active, solved.weights[0])
-        self._starts[0] = (solved.active, solved.weights[0])
-        if p.immediate_weight > 0:
-            self._immediate = expand(solved.active, solved.weights[1])
-            self._starts[1] = (solved.active, solved.weights[1])
+        for i in range(models):
+            self._fit_weights[i] = (solved.active, solved.weights[i])
         self._fitted, self._combined = True, None
 
     # -- the fit in a worker process ------------------------------------------------
@@ -381,7 +377,7 @@ class ValueFunction:
                 return
             self._start_worker()
         key = self._solve_key()
-        starts = self._starts[: key[3]]
+        starts = self._fit_weights[: key[3]]
         if self._tell_worker(lambda w: w.fit(key[0], key[1], key[2], starts)):
             self._worker_asked = key
 
@@ -423,6 +419,9 @@ class ValueFunction:
 
     def _drop_worker(self, why: str) -> None:
         log.warning("step values: the fit worker stopped (%s); fitting in this process", why)
+        self._stop_worker()
+
+    def _stop_worker(self) -> None:
         if self._worker is not None:
             self._worker.close()
         self._worker, self._worker_asked, self.fit_process = None, None, False
@@ -430,9 +429,7 @@ class ValueFunction:
     def close(self) -> None:
         """Stop the fit worker, if one runs (the values stay usable: fits run here)."""
         with self._lock:
-            if self._worker is not None:
-                self._worker.close()
-            self._worker, self._worker_asked, self.fit_process = None, None, False
+            self._stop_worker()
 
     # -- acting ---------------------------------------------------------------------
 
@@ -445,7 +442,8 @@ class ValueFunction:
                 self._fit()
             iw = self.params.immediate_weight
             if self._combined is None or self._combined[0] != iw:
-                self._combined = (iw, self._weights + iw * self._immediate)
+                weights, immediate = (expand(*w) for w in self._fit_weights)
+                self._combined = (iw, weights + iw * immediate)
             return ValueSnapshot(
                 self._combined[1],
                 self._signatures,
