@@ -53,7 +53,7 @@ from memory.base import VectorBackend
 from memory.embeddings import Embedder
 from memory.fitworker import NO_START, FitWorker, FitWorkerError, Start
 from memory.records import MemoryRecord, Provenance, new_id
-from memory.ridge import Solved, expand, ridge_solve
+from memory.ridge import Solved, combine, expand, ridge_solve
 from memory.textfeatures import EpisodeText, analyse
 
 log = logging.getLogger(__name__)
@@ -442,8 +442,8 @@ class ValueFunction:
                 self._fit()
             iw = self.params.immediate_weight
             if self._combined is None or self._combined[0] != iw:
-                weights, immediate = (expand(*w) for w in self._fit_weights)
-                self._combined = (iw, weights + iw * immediate)
+                returns, immediate = self._fit_weights
+                self._combined = (iw, combine(returns, immediate, iw))
             return ValueSnapshot(
                 self._combined[1],
                 self._signatures,
