@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 
 from memory.embeddings import Vectors
 from memory.records import MemoryRecord
@@ -61,6 +62,12 @@ class VectorBackend(ABC):
         Backends override this with their native drop; this fallback deletes record by record.
         """
         return self.delete(collection, [r.id for r in self.scan(collection)]) > 0
+
+    def grouped(self) -> AbstractContextManager[None]:
+        """A block whose writes this back-end may make durable together at its end (one
+        disk sync for several writes, ``ChromaBackend``); they are visible at once either
+        way. The default makes each durable as it is made."""
+        return nullcontext()
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release files and connections."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import suppress
+from contextlib import AbstractContextManager, nullcontext, suppress
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -237,6 +237,12 @@ class ChromaBackend(ChromaAccess, VectorBackend):
             return out
 
     # -- the journal: writes sent to Chroma in batches -------------------------------------
+
+    def grouped(self) -> AbstractContextManager[None]:
+        """The journaled writes of this thread meanwhile are synced to disk once, at the
+        end (``WriteJournal.group``); without a journal each write is durable when made."""
+        journal = self._state.journal if self._defers else None
+        return nullcontext() if journal is None else journal.group(self._state.lock)
 
     def _journaled(self, entry: Entry, copy: Callable[[InProcessBackend], object]) -> bool:
         """Apply ``entry`` to the copy and journal it, when this backend defers writes to a

@@ -5,7 +5,8 @@ transaction, its index), and an agent makes a few small ones per episode (a step
 record, a Q update, a note). The process that writes an embedded store reads it from its
 in-memory copy (``memory/replica.py``), so Chroma only has to have the writes by the time
 something reads Chroma itself. So each write is appended to this journal (one line, synced
-to disk: as durable as Chroma's own commit, in about 0.15 ms) and applied to the copy, and
+to disk: as durable as Chroma's own commit, in about 0.15 ms; the writes of one episode's
+learning, grouped, are synced once at its end) and applied to the copy, and
 the journal's writes go to Chroma together, consecutive ones of a kind and collection in one
 call: once ``batch`` writes wait or the oldest has waited ``seconds`` (a timer sends them
 then, also when no other write comes), before anything is read from or written to Chroma
@@ -22,7 +23,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
@@ -123,15 +127,47 @@ class WriteJournal:
         self.entries: list[Entry] = []
         self._since = 0.0
         self._fd: int | None = None
+        self._unsynced = False
+        self._grouping = threading.local()
 
     def append(self, entry: Entry) -> None:
+        """Write ``entry``'s line and sync it to disk, or, inside ``group`` (in this
+        thread), when the group ends."""
         if self._fd is None:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.write(self._fd, entry.line())
-        os.fsync(self._fd)
+        if getattr(self._grouping, "depth", 0):
+            self._unsynced = True
+        else:
+            os.fsync(self._fd)
+            self._unsynced = False
         if not self.entries:
             self._since = time.monotonic()
         self.entries.append(entry)
+
+    @contextmanager
+    def group(self, lock: AbstractContextManager[object]) -> Iterator[None]:
+        """The lines this thread appends meanwhile are synced to disk together, once, at
+        the end (under ``lock``, the one ``append`` is called under): an episode's writes
+        cost one sync, not one each. They are written at once, so a process that dies
+        meanwhile leaves them in the journal all the same; only a crash of the machine
+        before the end can lose them (``left`` keeps the lines before the first it cannot
+        read)."""
+        depth = getattr(self._grouping, "depth", 0)
+        self._grouping.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._grouping.depth = depth
+            if depth == 0:
+                with lock:
+                    self.sync()
+
+    def sync(self) -> None:
+        """Sync what was appended without a sync."""
+        if self._unsynced and self._fd is not None:
+            os.fsync(self._fd)
+        self._unsynced = False
 
     def holds(self, collection: str) -> bool:
         """Whether a write to ``collection`` waits."""
@@ -149,10 +185,11 @@ class WriteJournal:
         if self._fd is not None:
             os.ftruncate(self._fd, 0)
             os.fsync(self._fd)
-        self.entries = []
+        self.entries, self._unsynced = [], False
 
     def close(self) -> None:
         if self._fd is not None:
+            self.sync()
             os.close(self._fd)
             self._fd = None
 

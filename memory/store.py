@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +189,11 @@ class MemoryStore:
 
     def stats(self) -> dict[str, int]:
         return {kind: self.backend.count(self._col(kind)) for kind in KINDS}
+
+    def grouped(self) -> AbstractContextManager[None]:
+        """A block of writes (an episode's learning) made durable together at its end,
+        where the back-end allows (``VectorBackend.grouped``)."""
+        return self.backend.grouped()
 
     def close(self) -> None:
         self.values.close()

@@ -81,6 +81,17 @@ def write_memories(
     when there is one (``EpisodeContext.episode_text``): the step values' features are then
     read from it, not computed again.
     """
+    # One disk sync for the episode's writes (an embedded store's journal).
+    with mem.grouped():
+        return _write_memories(state, mem, settings, text)
+
+
+def _write_memories(
+    state: AgentState,
+    mem: MemoryStore,
+    settings: Settings,
+    text: tuple[EpisodeText, int] | None,
+) -> list[str]:
     success = success_of(state)
     reward = 1.0 if success else -1.0
     used = state.get("memories_used", [])
