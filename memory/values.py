@@ -42,7 +42,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from itertools import accumulate, chain
+from itertools import accumulate
 from typing import NamedTuple
 
 import numpy as np
@@ -495,7 +495,7 @@ class ValueSnapshot:
         new = list({v.key: v for v in views if v.key not in known}.values())
         if new:
             counts = [len(v.features) for v in new]
-            index = np.fromiter(chain.from_iterable(v.features for v in new), np.intp)
+            index = np.concatenate([v.index for v in new])
             starts = list(accumulate(counts[:-1], initial=0))
             sums = np.add.reduceat(self.weights[index], starts).tolist()
             known.update(zip([v.key for v in new], sums, strict=True))
