@@ -10,7 +10,7 @@ from pathlib import Path
 from agent.config import Settings
 from agent.llm.base import LLMClient
 from agent.stores import open_memory
-from memory.embeddings import Embedder, HashingEmbedder, default_embedder
+from memory.embeddings import CachedEmbedder, Embedder, HashingEmbedder, default_embedder
 from memory.store import MemoryStore
 from toolsmith.synthesizer import Toolsmith
 
@@ -59,7 +59,13 @@ def default_backends(embedder: str = "minilm") -> Backends:
     def shared_embedder() -> Embedder:
         with lock:  # one embedding model for all arms
             if not cache:
-                cache.append(HashingEmbedder() if embedder == "hashing" else default_embedder())
+                # The hashing embedder behind the same cache as the model (which
+                # default_embedder keeps): a task text is embedded ~4 times an episode.
+                cache.append(
+                    CachedEmbedder(HashingEmbedder())
+                    if embedder == "hashing"
+                    else default_embedder()
+                )
             return cache[0]
 
     def open_state(settings: Settings, state_dir: Path) -> ArmState:
