@@ -39,12 +39,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from memory.ridge import Solved, expand, ridge_solve
-
-Start = tuple[np.ndarray, np.ndarray]
-"""Starting weights in the compact form of ``Solved``: features and their weights."""
-
-NO_START: Start = (np.zeros(0, dtype=np.intp), np.zeros(0))
+from memory.ridge import NO_START, Solved, Start, ridge_solve
 
 MAX_PENDING = 64 << 20
 """Bytes of requests the child has not read yet, past which it is given up."""
@@ -328,8 +323,7 @@ def _solve(
         np.concatenate([ys[t] for _, ys in rows.values()]) if rows else np.zeros(0)
         for t in range(len(starts))
     ]
-    full = [expand(active, w) for active, w in starts]
-    return ridge_solve(feats, targets, ridge, iterations, full)
+    return ridge_solve(feats, targets, ridge, iterations, starts)
 
 
 def main() -> None:

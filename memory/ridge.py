@@ -3,7 +3,7 @@ fit (``memory/values.py``), in this process or in a worker process (``memory/fit
 
 Rows are given as arrays of feature indices (below ``DIM``). A solve runs in the compact
 space of the features some row holds (``Solved``: those features and their weights) and is
-warm-started from weights over the whole space.
+warm-started from weights in the same compact form (``Start``: an earlier solve's).
 """
 
 from __future__ import annotations
@@ -34,6 +34,13 @@ class Solved(NamedTuple):
         return [expand(self.active, w) for w in self.weights]
 
 
+Start = tuple[np.ndarray, np.ndarray]
+"""Weights in the compact form of ``Solved``: features (each once) and their weights; every
+other feature's weight is 0."""
+
+NO_START: Start = (np.zeros(0, dtype=np.intp), np.zeros(0))
+
+
 def expand(active: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Weights over the whole feature space: ``weights`` at ``active``, 0 elsewhere."""
     out = np.zeros(DIM)
@@ -41,9 +48,7 @@ def expand(active: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return out
 
 
-def combine(
-    first: tuple[np.ndarray, np.ndarray], second: tuple[np.ndarray, np.ndarray], scale: float
-) -> np.ndarray:
+def combine(first: Start, second: Start, scale: float) -> np.ndarray:
     """``expand(*first) + scale * expand(*second)`` over the whole feature space, built as
     one array: when both weights come from one solve (the same ``active``, as ``Solved``
     gives them), they are combined in the compact space first. Four whole-space arrays
@@ -77,7 +82,9 @@ def ridge_fits(
 ) -> list[np.ndarray]:
     """``ridge_fit`` of each target (from its start) on the same rows (``ridge_solve``),
     as weights over the whole feature space."""
-    return ridge_solve(feats, targets, ridge, iterations, starts).expand()
+    held = [np.flatnonzero(s) for s in starts]
+    compact = [(i, s[i]) for i, s in zip(held, starts, strict=True)]
+    return ridge_solve(feats, targets, ridge, iterations, compact).expand()
 
 
 def ridge_solve(
@@ -85,10 +92,10 @@ def ridge_solve(
     targets: Sequence[np.ndarray],
     ridge: float,
     iterations: int,
-    starts: Sequence[np.ndarray],
+    starts: Sequence[Start],
 ) -> Solved:
-    """``ridge_fit`` of each target (from its start, weights over the whole feature space)
-    on the same rows, which are turned into a matrix once (about a fifth of a fit's time).
+    """``ridge_fit`` of each target (from its start, in compact form) on the same rows,
+    which are turned into a matrix once (about a fifth of a fit's time).
 
     Only the features some row holds take part (the others' optimum is 0): the solve runs
     in that compact space, a few thousand dimensions instead of ``DIM``, with ``X`` and its
@@ -111,7 +118,7 @@ def ridge_solve(
     x = csr_matrix((np.ones(len(local)), local, rows), shape=(len(feats), len(active)))
     xt = x.T.tocsr()
     jobs = [
-        partial(_conjugate_gradients, x, xt, y[keep], ridge, iterations, start, active)
+        partial(_conjugate_gradients, x, xt, y[keep], ridge, iterations, _at(start, active))
         for y, start in zip(targets, starts, strict=True)
     ]
     if len(jobs) == 1:
@@ -119,6 +126,18 @@ def ridge_solve(
     others = [_fit_pool().submit(job) for job in jobs[1:]]
     first = jobs[0]()
     return Solved(active, [first, *(f.result() for f in others)])
+
+
+def _at(start: Start, active: np.ndarray) -> np.ndarray:
+    """``start``'s weights of the (sorted) ``active`` features, 0 for those it lacks: what
+    ``expand(*start)[active]`` gives, without the whole-space array."""
+    features, weights = start
+    out = np.zeros(len(active))
+    if len(features) and len(active):
+        pos = np.searchsorted(active, features)
+        held = active[np.minimum(pos, len(active) - 1)] == features
+        out[pos[held]] = weights[held]
+    return out
 
 
 _POOL: ThreadPoolExecutor | None = None
@@ -188,10 +207,10 @@ def _conjugate_gradients(
     ridge: float,
     iterations: int,
     start: np.ndarray,
-    active: np.ndarray,
 ) -> np.ndarray:
+    """The weights from ``start`` (its own array, aligned with the solve's features)."""
     normal = _Normal(x, xt, ridge)
-    w: np.ndarray = start[active].copy()
+    w = start
     r = xt @ y - normal.apply(w, np.empty_like(w))
     d = r.copy()
     ad, scaled = np.empty_like(w), np.empty_like(w)

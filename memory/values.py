@@ -51,9 +51,9 @@ from pydantic import BaseModel, Field, field_serializer, field_validator
 from memory.actions import ActionProposal, discounted_returns
 from memory.base import VectorBackend
 from memory.embeddings import Embedder
-from memory.fitworker import NO_START, FitWorker, FitWorkerError, Start
+from memory.fitworker import FitWorker, FitWorkerError
 from memory.records import MemoryRecord, Provenance, new_id
-from memory.ridge import Solved, combine, expand, ridge_solve
+from memory.ridge import NO_START, Solved, Start, combine, ridge_solve
 from memory.textfeatures import EpisodeText, analyse
 
 log = logging.getLogger(__name__)
@@ -354,7 +354,7 @@ class ValueFunction:
             targets = [np.array([r.target for r in rows])]
             if models == 2:
                 targets.append(np.array([r.immediate for r in rows]))
-            starts = [expand(*w) for w in self._fit_weights[:models]]
+            starts = self._fit_weights[:models]
             solved = ridge_solve(feats, targets, p.ridge, p.fit_iterations, starts)
             self._last_fit_s = time.perf_counter() - began
         for i in range(models):

@@ -18,9 +18,9 @@ from agent.config import load_settings
 from agent.llm.scripted import ScriptedLLM
 from memory import HashingEmbedder, InProcessBackend, MemoryStore
 from memory import values as values_module
-from memory.fitworker import NO_START, FitWorker, FitWorkerError
+from memory.fitworker import FitWorker, FitWorkerError
 from memory.records import Provenance
-from memory.ridge import Solved, expand, ridge_solve
+from memory.ridge import NO_START, Solved, ridge_solve
 from memory.values import ValueFunction, ValueStep
 
 pytestmark = pytest.mark.skipif(
@@ -57,7 +57,7 @@ def test_the_worker_solves_bit_for_bit_as_this_process_and_answers_the_last_requ
         _wait_ready(worker)
         feats_a, ys_a = _rows(rng, 30)
         feats_b, ys_b = _rows(rng, 20)
-        start = ridge_solve(feats_a, ys_a, 1.0, 5, [np.zeros(1 << 18)] * 2)
+        start = ridge_solve(feats_a, ys_a, 1.0, 5, [NO_START] * 2)
         starts = list(zip([start.active] * 2, start.weights, strict=True))
         worker.add("a", feats_a, ys_a)
         worker.fit(1, 1.0, 40, starts)
@@ -69,7 +69,7 @@ def test_the_worker_solves_bit_for_bit_as_this_process_and_answers_the_last_requ
             [np.concatenate([a, b]) for a, b in zip(ys_a, ys_b, strict=True)],
             1.0,
             40,
-            [expand(start.active, w) for w in start.weights],
+            starts,
         )
         assert np.array_equal(got.active, want.active)
         assert all(np.array_equal(g, w) for g, w in zip(got.weights, want.weights, strict=True))
@@ -79,7 +79,7 @@ def test_the_worker_solves_bit_for_bit_as_this_process_and_answers_the_last_requ
         worker.add("a", feats_b, ys_b)
         worker.fit(3, 1.0, 40, [starts[0]])
         again = ridge_solve(
-            feats_b + feats_b, [np.concatenate([ys_b[0]] * 2)], 1.0, 40, [expand(*starts[0])]
+            feats_b + feats_b, [np.concatenate([ys_b[0]] * 2)], 1.0, 40, [starts[0]]
         )
         assert np.array_equal(worker.result(3).weights[0], again.weights[0])
         worker.clear()
@@ -256,9 +256,7 @@ def test_the_worker_runs_on_idle_cpu_time_and_never_blocks_its_parent() -> None:
             os.kill(pid, signal.SIGCONT)
             asking.join(10.0)
         got = worker.result(1)
-        want = ridge_solve(
-            sent, [np.concatenate(y) for y in targets], 1.0, 30, [np.zeros(1 << 18)] * 2
-        )
+        want = ridge_solve(sent, [np.concatenate(y) for y in targets], 1.0, 30, [NO_START] * 2)
         assert all(np.array_equal(g, w) for g, w in zip(got.weights, want.weights, strict=True))
     finally:
         worker.close()

@@ -21,7 +21,7 @@ from memory import HashingEmbedder, MemoryStore, textfeatures
 from memory import ridge as ridge_module
 from memory import values as values_module
 from memory.records import MemoryRecord, Provenance
-from memory.ridge import Solved, ridge_fit, ridge_fits, ridge_solve
+from memory.ridge import NO_START, Solved, ridge_fit, ridge_fits, ridge_solve
 from memory.textfeatures import EpisodeText, action_features, analyse, parse_action, stem
 from memory.values import (
     StoredStep,
@@ -544,6 +544,25 @@ def test_ridge_fits_are_bit_for_bit_the_plain_solve(
         fitted = ridge_fits(feats, ys, 1.0, iterations, starts)
         for y, start, w in zip(ys, starts, fitted, strict=True):
             assert np.array_equal(w, _plain_conjugate_gradients(feats, y, 1.0, iterations, start))
+
+
+def test_a_compact_start_solves_as_its_expansion_does() -> None:
+    """``ridge_solve`` starts from compact weights (an earlier solve's): features held by no
+    row now count for nothing, the others start where their weights say, bit for bit as
+    the whole-space start would."""
+    rng = np.random.default_rng(11)
+    pool = rng.choice(1 << 18, size=200, replace=False)
+    feats = [np.sort(rng.choice(pool, size=10, replace=False)) for _ in range(60)]
+    ys = [rng.normal(size=60), rng.normal(size=60)]
+    held = np.unique(np.concatenate(feats))
+    # Unsorted; some held by a row, some not (a deleted record's), one past every held one.
+    features = np.array([held[5], 262143, held[0], 3, held[-1], held[40]])
+    assert 262143 not in held and 3 not in held
+    start = (features, rng.normal(size=len(features)))
+    solved = ridge_solve(feats, ys, 1.0, 30, [start, NO_START])
+    whole = [ridge_module.expand(*start), np.zeros(1 << 18)]
+    for y, begin, w in zip(ys, whole, solved.expand(), strict=True):
+        assert np.array_equal(w, _plain_conjugate_gradients(feats, y, 1.0, 30, begin))
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
