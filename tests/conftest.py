@@ -30,3 +30,18 @@ def evolvent_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def games_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Generated TextWorld games shared by the integration tests of one session."""
     return tmp_path_factory.mktemp("games")
+
+
+@pytest.fixture
+def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The file descriptors ``os.fsync`` is called on from now, in order (the calls still
+    sync)."""
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def counted_fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counted_fsync)
+    return synced

@@ -64,16 +64,8 @@ def test_writes_wait_in_the_journal_until_a_batch_is_full(tmp_path: Path) -> Non
 
 
 def test_grouped_writes_are_journaled_with_one_sync_and_read_at_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, fsyncs: list[int]
 ) -> None:
-    synced: list[int] = []
-    real_fsync = os.fsync
-
-    def counted_fsync(fd: int) -> None:
-        synced.append(fd)
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", counted_fsync)
     b = ChromaBackend.embedded(tmp_path / "mem", write_batch=64, write_batch_s=3600)
     try:
         with b.grouped():
@@ -82,10 +74,10 @@ def test_grouped_writes_are_journaled_with_one_sync_and_read_at_once(
             b.add(COL, [_rec(1)], _vec(1))
             assert [r.text for r in b.get(COL, ["r0"])] == ["u"]  # the copy has them
             assert len(WriteJournal.left(tmp_path / "mem")) == 3  # so has the file
-            assert synced == []
-        assert len(synced) == 1
+            assert fsyncs == []
+        assert len(fsyncs) == 1
         b.add(COL, [_rec(2)], _vec(2))
-        assert len(synced) == 2  # outside a group: a sync a write
+        assert len(fsyncs) == 2  # outside a group: a sync a write
     finally:
         b.close()
     again = ChromaBackend.embedded(tmp_path / "mem", replica_limit=0)

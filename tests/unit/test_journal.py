@@ -116,46 +116,37 @@ def test_the_oldest_write_waits_at_most_the_given_seconds(
 
 
 def test_a_group_of_writes_is_synced_once_at_its_end_and_written_at_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, fsyncs: list[int]
 ) -> None:
-    import os
     import threading
 
-    synced: list[int] = []
-    real_fsync = os.fsync
-
-    def counted_fsync(fd: int) -> None:
-        synced.append(fd)
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", counted_fsync)
     j = WriteJournal(tmp_path, batch=100, seconds=60.0)
     lock = threading.RLock()
     j.append(Entry("update", "c", [rec("a")]))
-    assert len(synced) == 1  # outside a group: each write
+    assert len(fsyncs) == 1  # outside a group: each write
     with j.group(lock):
         j.append(Entry("add", "c", [rec("b")], vec(0.2)))
         with j.group(lock):  # nested: the outer group's end syncs
             j.append(Entry("update", "c", [rec("b", "u")]))
-        assert len(synced) == 1
+        assert len(fsyncs) == 1
         # Written at once: a process dying here leaves them in the journal.
         assert [e.op for e in WriteJournal.left(tmp_path)] == ["update", "add", "update"]
         seen: list[int] = []
 
         def other_thread() -> None:  # another thread's writes are not in this group
             j.append(Entry("update", "c", [rec("c")]))
-            seen.append(len(synced))
+            seen.append(len(fsyncs))
 
         t = threading.Thread(target=other_thread)
         t.start()
         t.join()
         assert seen == [2]
-    assert len(synced) == 2  # that thread's sync covered the group's lines: none needed
+    assert len(fsyncs) == 2  # that thread's sync covered the group's lines: none needed
     with pytest.raises(RuntimeError), j.group(lock):
         j.append(Entry("update", "c", [rec("d")]))
         raise RuntimeError("a failed episode's writes are synced all the same")
-    assert len(synced) == 3
+    assert len(fsyncs) == 3
     with j.group(lock):
         pass
-    assert len(synced) == 3  # nothing written, nothing synced
+    assert len(fsyncs) == 3  # nothing written, nothing synced
     j.close()
