@@ -172,20 +172,15 @@ class EpisodeText:
     earlier lines of its paragraph (of two words or more) none has; valid while
     ``_open_for`` equals the number of rewarded answers."""
     _open_for: int = field(default=0, repr=False)
-    _views: dict[tuple[object, ...], ActionView] = field(
-        default_factory=dict, repr=False, compare=False
-    )
-    """``analyse``'s results, keyed by the action and every part of the context they depend
-    on (see ``analyse``)."""
-    _lines: dict[str, _LineSummary] = field(default_factory=dict, repr=False, compare=False)
-    """Action -> what the lines seen so far say about it, extended as lines are added."""
+    _actions: dict[str, _ActionMemo] = field(default_factory=dict, repr=False, compare=False)
+    """Action -> what ``analyse`` keeps of it in this context (see ``_ActionMemo``)."""
     _by_facts: dict[tuple[str, _Facts], ActionView] = field(
         default_factory=dict, repr=False, compare=False
     )
     """``analyse``'s results by the action and its facts: one view per distinct result."""
     _scores: dict[int, float] = field(default_factory=dict, repr=False, compare=False)
-    """``id`` of a view ``analyse`` returned (all are kept above, so an id is never reused
-    while this context lives) -> its value under the weights ``_scored_by``."""
+    """``key`` of a view ``analyse`` returned -> its value under the weights
+    ``_scored_by``."""
     _scored_by: object = field(default=None, repr=False, compare=False)
     _times_taken: Counter[str] = field(default_factory=Counter, repr=False, compare=False)
     _verb_objects: Counter[tuple[str, tuple[str, ...]]] = field(
@@ -314,23 +309,27 @@ def action_features(ctx: EpisodeText, action: str) -> list[int]:
 def analyse(ctx: EpisodeText, action: str) -> ActionView:
     """The features and the signature of ``action`` in context ``ctx``.
 
-    Remembered in ``ctx`` under a key made of everything in the context the result depends
-    on: the action's object in the current observation, the lines sharing a word with the
-    action (lines are only ever added, so their number says which), the rewarded answers
-    (their number, likewise), and how often the action and its verb on its object were
-    taken. Most admissible actions keep their key from one step to the next.
+    Remembered in ``ctx`` (``_ActionMemo``) with the key it was made under: everything in
+    the context the result depends on, that is the action's object in the current
+    observation, the lines sharing a word with the action (lines are only ever added, so
+    their number says which), the rewarded answers (their number, likewise), and how often
+    the action and its verb on its object were taken. About half the admissible actions of
+    a step are asked under the same key as at the step before: they get the same view.
 
-    When the key is new, what the action's lines say (``_LineSummary``) is extended with
+    When the key has changed, what the action's lines say (``_LineSummary``) is extended with
     the lines added since it was last asked, not rebuilt, and the features are made only
     when those facts (``_Facts``) are new for the action: otherwise the view made for the
     same facts before, in this episode or an earlier one, is returned. Every view is the
     one analysing from scratch (``_analyse``) would make."""
-    act = parse_action(action)
+    memo = ctx._actions.get(action)
+    if memo is None:
+        memo = ctx._actions[action] = _ActionMemo(parse_action(action))
+    act = memo.act
     # Called for every admissible action of every step: plain lookups (a Counter's missing
     # key costs a Python call) and a loop instead of a generator.
     repeats = ctx._times_taken.get(action, 0)
     repeats = repeats if repeats < 2 else 2
-    same_vo = ctx._verb_objects.get((act.verb, act.obj), 0)
+    same_vo = ctx._verb_objects.get(memo.verb_object, 0)
     same_vo = same_vo if same_vo < 2 else 2
     obj = act.object_words
     by_word = ctx.by_word
@@ -339,28 +338,52 @@ def analyse(ctx: EpisodeText, action: str) -> ActionView:
         at = by_word.get(w)
         if at is not None:
             lines += len(at)
-    key = (
-        action,
-        bool(obj) and obj <= ctx.observation_words,
-        lines,
-        len(ctx.rewarded),
-        repeats,
-        same_vo,
-    )
-    view = ctx._views.get(key)
+    in_current = bool(obj) and obj <= ctx.observation_words
+    rewarded = len(ctx.rewarded)
+    view = memo.view
+    if (
+        view is not None
+        and memo.lines == lines
+        and memo.in_current is in_current
+        and memo.rewarded == rewarded
+        and memo.repeats == repeats
+        and memo.same_vo == same_vo
+    ):
+        return view
+    summary = memo.summary
+    if summary is None or summary.rewarded != rewarded:
+        summary = memo.summary = _LineSummary(rewarded)
+    summary.extend(ctx, act)
+    # New lines seldom change the facts: then the view made before is the answer (in this
+    # episode, the very object whose value ``ValueSnapshot.assess`` remembers).
+    facts = (action, _facts(ctx, act, summary, repeats, same_vo))
+    view = ctx._by_facts.get(facts)
     if view is None:
-        summary = ctx._lines.get(action)
-        if summary is None or summary.rewarded != len(ctx.rewarded):
-            summary = ctx._lines[action] = _LineSummary(len(ctx.rewarded))
-        summary.extend(ctx, act)
-        # New lines seldom change the facts: then the view made before is the answer (in
-        # this episode, the very object whose value ``ValueSnapshot.assess`` remembers).
-        facts = (action, _facts(ctx, act, summary, repeats, same_vo))
-        view = ctx._by_facts.get(facts)
-        if view is None:
-            view = ctx._by_facts[facts] = _known_view(*facts)
-        ctx._views[key] = view
+        view = ctx._by_facts[facts] = _known_view(*facts)
+    memo.view, memo.lines, memo.in_current = view, lines, in_current
+    memo.rewarded, memo.repeats, memo.same_vo = rewarded, repeats, same_vo
     return view
+
+
+class _ActionMemo:
+    """What ``analyse`` keeps of one action in one context: its parse, what the context's
+    lines say about it (extended as lines are added), and the key it was last asked under
+    with the view it got. The key holds everything the view depends on, and only grows
+    (lines and rewarded answers are only added, repeats only counted) but for the object
+    leaving or entering the observation, so the last key is the one a step asks again."""
+
+    __slots__ = (
+        *("act", "verb_object", "summary", "view"),
+        *("lines", "in_current", "rewarded", "repeats", "same_vo"),
+    )
+
+    def __init__(self, act: ParsedAction) -> None:
+        self.act = act
+        self.verb_object = (act.verb, act.obj)
+        self.summary: _LineSummary | None = None
+        self.view: ActionView | None = None
+        self.lines = self.rewarded = self.repeats = self.same_vo = -1
+        self.in_current = False
 
 
 def _analyse(ctx: EpisodeText, act: ParsedAction, repeats: int, same_vo: int) -> ActionView:
