@@ -112,6 +112,36 @@ def _to_follow(
     return action, "explore" if random_pick else "memory"
 
 
+def _shortlisted(
+    state: AgentState, ctx: EpisodeContext, choices: list[str], proposals: list[ActionProposal]
+) -> list[str]:
+    """The admissible actions the LLM is offered (``agent.max_options`` at most, the step
+    memory's proposals kept)."""
+    return shortlist(
+        choices,
+        ctx.settings.agent.max_options,
+        task=state["task"],
+        observation=state.get("observation", ""),
+        keep=[p.action for p in proposals],
+    )
+
+
+def _prompt(
+    state: AgentState, ctx: EpisodeContext, options: list[str], proposals: list[ActionProposal]
+) -> str:
+    """The executor's question to the LLM (made only for a step the LLM chooses)."""
+    return executor_prompt(
+        task=state["task"],
+        plan=state.get("plan", ""),
+        memory_text=state.get("memory_prompt", ""),
+        reflections=state.get("reflections", []),
+        first_observation=state.get("first_observation", ""),
+        history=_history(state, ctx.settings.agent.history_steps),
+        options=options,
+        hints=render_proposals([(p.action, p.value, p.support) for p in proposals]),
+    )
+
+
 def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
     try:
         check_limits(state)
@@ -141,41 +171,27 @@ def executor(state: AgentState, ctx: EpisodeContext) -> dict[str, Any]:
             text = ctx.episode_text[0]
         proposals, assessment = _proposals(state, ctx, choices, text)
         follow, chooser = _to_follow(state, ctx, proposals, choices, text, assessment)
-    choices = shortlist(
-        choices,
-        ctx.settings.agent.max_options,
-        task=state["task"],
-        observation=state.get("observation", ""),
-        keep=[p.action for p in proposals],
-    )
     # A parametrized macro is offered once per slot binding: "use tool NAME(X=carrot)".
     tool_options = {f"{TOOL_PREFIX}{t.call}": t for t in tools}
-    options = choices + list(tool_options)
     memory_ids = [i for p in proposals for i in p.ids]
     if tool_options:
         follow = _tool_to_follow(state, ctx, tool_options, follow)
-    prompt = executor_prompt(
-        task=state["task"],
-        plan=state.get("plan", ""),
-        memory_text=state.get("memory_prompt", ""),
-        reflections=state.get("reflections", []),
-        first_observation=state.get("first_observation", ""),
-        history=_history(state, ctx.settings.agent.history_steps),
-        options=options,
-        hints=render_proposals([(p.action, p.value, p.support) for p in proposals]),
-    )
     index = state.get("step_count", 0)
     llm_before = ctx.llm.meter.snapshot()
     try:
         if follow is not None:
             action = follow  # the memory's proposal is trusted: no LLM call for this step
-        elif options:
-            action = ctx.llm.choose(prompt, options).text
         else:
-            answer = ctx.llm.complete(prompt, max_tokens=FREE_TEXT_MAX_TOKENS, stop=["\n"])
-            action = answer.text.strip()
-            if not action:
-                raise InvalidLLMOutput("empty answer")
+            # Only a step the LLM chooses needs the shortlist and the prompt.
+            options = _shortlisted(state, ctx, choices, proposals) + list(tool_options)
+            prompt = _prompt(state, ctx, options, proposals)
+            if options:
+                action = ctx.llm.choose(prompt, options).text
+            else:
+                answer = ctx.llm.complete(prompt, max_tokens=FREE_TEXT_MAX_TOKENS, stop=["\n"])
+                action = answer.text.strip()
+                if not action:
+                    raise InvalidLLMOutput("empty answer")
     except InvalidLLMOutput as e:
         used = ctx.llm.meter.snapshot() - llm_before
         failed: StepRecord = step_record(index, None, "(no valid action)", None, used.seconds, 0.0)

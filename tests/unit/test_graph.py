@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -24,6 +25,8 @@ from memory import EpisodicParams, HashingEmbedder, MemoryStore
 from memory.mistakes import FailureCase
 from memory.notebook import NotesView
 from memory.values import ValueSnapshot, stored_steps
+
+executor_module = importlib.import_module("agent.nodes.executor")  # the package exports the node
 
 
 class Killed(BaseException):
@@ -285,7 +288,9 @@ def test_free_text_task(evolvent_home: Path) -> None:
     assert not r.success  # nothing verified it
 
 
-def test_step_memory_proposes_and_follow_policy_acts(evolvent_home: Path) -> None:
+def test_step_memory_proposes_and_follow_policy_acts(
+    evolvent_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = MemoryStore.in_memory(HashingEmbedder())
     env = ToyEnv(seed=6)
     # The per-state action memory (the step-value function has its own test below).
@@ -296,12 +301,22 @@ def test_step_memory_proposes_and_follow_policy_acts(evolvent_home: Path) -> Non
 
     # A useless LLM: on its own it only ever looks around.
     lost = ScriptedLLM(responder=lambda k, p, o: "look" if k == "choose" else "ok")
+    prompts: list[str] = []
+    make = executor_module.executor_prompt
+
+    def counted(**kw: Any) -> str:
+        prompts.append(make(**kw))
+        return prompts[-1]
+
+    monkeypatch.setattr(executor_module, "executor_prompt", counted)
     with Agent(s, llm=lost, memory=store, embedder=store.embedder) as agent:
         r = agent.run(ToyEnv(seed=6))
     assert r.success, [st.action for st in r.trajectory]
     assert {st.source for st in r.trajectory} == {"memory"}
     assert all(st.memory_ids for st in r.trajectory)
     assert not [c for c in lost.calls if c.kind == "choose"]
+    assert prompts == []  # a step the memory takes asks the LLM nothing: no prompt is made
+    monkeypatch.undo()
 
     # Policy "llm": the proposals are shown to the LLM, which still decides.
     shown = ScriptedLLM(responder=lambda k, p, o: "look" if k == "choose" else "ok")
