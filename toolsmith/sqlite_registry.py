@@ -177,18 +177,18 @@ class SqliteToolRegistry(ToolRegistry):
             if known is not None and known[0] == version:
                 return list(known[1])
             rows = self._db.execute(
-                "SELECT name, doc, vec, embedder FROM tools WHERE namespace=? AND status='active'"
-                " ORDER BY rowid",
+                "SELECT name, doc, vec, embedder, data FROM tools"
+                " WHERE namespace=? AND status='active' ORDER BY rowid",
                 (self.namespace,),
             ).fetchall()
             found: list[Tool] = []
             if rows:
                 q = self.embedder.embed([query])[0]
                 vecs = np.stack(
-                    [self._vector(name, doc, vec, emb, q) for name, doc, vec, emb in rows]
+                    [self._vector(name, doc, vec, emb, q) for name, doc, vec, emb, _ in rows]
                 )
-                names = [rows[i][0] for i in rank(q, vecs, k)]
-                found = [t for t in map(self.get, names) if t is not None]
+                # The nearest tools from the rows read here: no query per tool found.
+                found = [Tool.model_validate_json(rows[i][4]) for i in rank(q, vecs, k)]
             if len(self._found) >= 256:
                 self._found.clear()
             # Re-embedding a doc (``_vector``) writes: the version after it.
