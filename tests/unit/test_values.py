@@ -614,13 +614,12 @@ def test_combine_is_the_sum_of_the_expanded_weights_bit_for_bit() -> None:
     a = np.sort(rng.choice(1 << 18, size=300, replace=False))
     b = np.sort(rng.choice(1 << 18, size=200, replace=False))
     w, v, u = rng.normal(size=300), rng.normal(size=300), rng.normal(size=200)
-    empty = (np.zeros(0, dtype=np.intp), np.zeros(0))
     cases = [
         ((a, w), (a, v), 0.3),  # one solve's two models: combined in the compact space
         ((a, w), (a.copy(), v), 0.3),  # equal actives, other arrays
         ((a, w), (b, u), 0.7),  # different actives
         ((a, w), (a, v), 0.0),
-        ((a, w), empty, 0.5),
+        ((a, w), NO_START, 0.5),
     ]
     for first, second, scale in cases:
         expected = ridge_module.expand(*first) + scale * ridge_module.expand(*second)
