@@ -138,7 +138,10 @@ def make(name: str, seed: int, games_dir: Path) -> Env:
 
 
 def pregenerate(name: str, seeds: list[int], games_dir: Path) -> list[Path]:
-    """Compute (or find) the gold paths of ``seeds``, so timed episodes do not pay for it."""
+    """Compute (or find) the gold paths of ``seeds``, so timed episodes do not pay for it.
+    Every seed is checked first: a bad one fails before any simulator starts."""
+    for seed in seeds:
+        check_task(name, seed)
     return [ensure_gold_path(name, seed, games_dir) for seed in seeds]
 
 

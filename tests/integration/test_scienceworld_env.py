@@ -157,6 +157,9 @@ def test_ids_variations_and_errors(tmp_path: Path) -> None:
         make_env("scienceworld:boiling", 0, tmp_path)
     with pytest.raises(ConfigError):
         pregenerate("scienceworld:melt", [30], tmp_path)
+    # A bad seed among good ones fails before any gold path is computed (no JVM started).
+    with pytest.raises(ConfigError, match=r"'melt' has variations 0-\d+ .* got 1000"):
+        pregenerate("scienceworld:melt", [0, 1, 1000], tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
