@@ -327,6 +327,18 @@ def _run(args: argparse.Namespace, err: Console) -> int:
         raise EvolventError(f"bad --concurrency {args.concurrency!r}; e.g. 1,4") from None
     if args.steps_per_node < 1:
         raise EvolventError(f"bad --steps-per-node {args.steps_per_node}; it must be at least 1")
+    if args.max_steps < 1:
+        raise EvolventError(f"bad --max-steps {args.max_steps}; it must be at least 1")
+    if not args.llm_delay_ms >= 0:  # NaN too
+        raise EvolventError(f"bad --llm-delay-ms {args.llm_delay_ms:g}; it must be 0 or more")
+    if any(n < 1 for n in levels):
+        raise EvolventError(f"bad --concurrency {args.concurrency!r}; each N must be at least 1")
+    from benchmarks.envs.registry import check_env_id
+    from benchmarks.harness.spec import parse_seeds
+
+    for env in envs:  # before anything is measured
+        check_env_id(env)
+    parse_seeds(args.train_seeds), parse_seeds(args.test_seeds)
     with err.status("measuring the graph floor"):
         floor = measure_floor(
             args.max_steps, durability=args.durability, steps_per_node=args.steps_per_node

@@ -90,6 +90,15 @@ def test_bad_options_are_one_line_errors(capsys: pytest.CaptureFixture[str]) -> 
     assert "unknown embedder 'word2vec'; valid: hashing, minilm" in capsys.readouterr().err
     assert overhead_bench.main(["--concurrency", "one"]) == 2
     assert "bad --concurrency 'one'" in capsys.readouterr().err
+    # Refused before anything is measured: one line each, no traceback.
+    for argv, message in [
+        (["--max-steps", "0"], "bad --max-steps 0; it must be at least 1"),
+        (["--llm-delay-ms", "-5"], "bad --llm-delay-ms -5; it must be 0 or more"),
+        (["--concurrency", "1,0"], "bad --concurrency '1,0'; each N must be at least 1"),
+    ]:
+        assert overhead_bench.main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
 
 
 def test_endpoint_answers_validly() -> None:
