@@ -279,7 +279,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--ef-construction", type=int, default=None, help="HNSW build quality")
     ap.add_argument("--dir", type=Path, default=None, help="where stores are built (temp dir)")
     args = ap.parse_args(argv)
-    sizes = [int(s) for arg in (args.sizes or ["10000,100000"]) for s in arg.split(",") if s]
+    try:
+        sizes = [int(s) for arg in (args.sizes or ["10000,100000"]) for s in arg.split(",") if s]
+    except ValueError:
+        ap.error(f"bad --sizes {','.join(args.sizes)!r}: record counts, e.g. 10000,100000")
+    if not sizes or min(sizes) < 1:
+        ap.error("--sizes must name record counts of at least 1")
+    if args.queries < 1 or args.batch < 1:
+        ap.error("--queries and --batch must be at least 1")
+    if args.ef_construction is not None and args.ef_construction < 1:
+        ap.error("--ef-construction must be at least 1")
     hnsw = {} if args.ef_construction is None else {"ef_construction": args.ef_construction}
     root = Path(tempfile.mkdtemp(prefix="memory-bench-", dir=args.dir))
     load = os.getloadavg()[0]

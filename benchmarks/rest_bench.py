@@ -239,6 +239,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--readers", type=int, default=8, help="concurrent GET loops per kind")
     ap.add_argument("--deadline", type=float, default=300, help="give up after this many s")
     args = ap.parse_args(argv)
+    if min(args.runs, args.workers, args.readers) < 1 or args.queue < 0:
+        ap.error("--runs, --workers and --readers must be at least 1, --queue at least 0")
+    if not args.deadline > 0:
+        ap.error("--deadline must be more than 0 seconds")
     if args.workers + args.queue < args.runs:
         ap.error("--workers + --queue must hold --runs, or some runs get 429")
     random.seed(0)

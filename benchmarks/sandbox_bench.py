@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs per backend first")
     parser.add_argument("--selfcheck", action="store_true", help="also run the security probes")
     args = parser.parse_args(argv)
+    if args.runs < 1 or args.warmup < 0:
+        parser.error("--runs must be at least 1 and --warmup at least 0")
 
     python = shutil.which("python3", path=SANDBOX_PATH) or "python3"
     command = [python, "-c", "pass"]
