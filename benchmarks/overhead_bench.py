@@ -338,7 +338,8 @@ def _run(args: argparse.Namespace, err: Console) -> int:
 
     for env in envs:  # before anything is measured
         check_env_id(env)
-    parse_seeds(args.train_seeds), parse_seeds(args.test_seeds)
+    parse_seeds(args.train_seeds)
+    parse_seeds(args.test_seeds)
     with err.status("measuring the graph floor"):
         floor = measure_floor(
             args.max_steps, durability=args.durability, steps_per_node=args.steps_per_node
