@@ -183,7 +183,10 @@ def export_(
 ) -> None:
     """Write every memory of the namespace as JSON lines (import reads them back exactly)."""
     with _store(namespace, config, read_only=True) as store:
-        n = write_jsonl(store.export(), out_file)
+        try:
+            n = write_jsonl(store.export(), out_file)
+        except EvolventError as e:
+            raise _fail(str(e)) from None
     if out_file is not None:
         err.print(f"exported {n} memories to {out_file}")
 

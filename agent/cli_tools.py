@@ -230,6 +230,9 @@ def export_(
             history = reg.versions(t.name)[:-1] if reg is not None else []
             row["versions"] = [v.model_dump(mode="json") for v in history]
             rows.append(row)
-    n = write_jsonl(rows, out_file)
+    try:
+        n = write_jsonl(rows, out_file)
+    except EvolventError as e:
+        raise _fail(str(e)) from None
     if out_file is not None:
         err.print(f"exported {n} tools to {out_file}")

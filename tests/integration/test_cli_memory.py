@@ -48,6 +48,9 @@ def test_list_show_search_export_reset_import_delete(evolvent_home: Path, tmp_pa
     assert r.exit_code == 0 and ep in r.output
 
     dump = tmp_path / "mem.jsonl"
+    r = runner.invoke(app, ["memory", "export", "--out", str(tmp_path / "no" / "mem.jsonl")])
+    assert r.exit_code == 2 and "cannot write" in r.output and "No such file" in r.output
+    assert isinstance(r.exception, SystemExit)  # one line, no traceback
     assert runner.invoke(app, ["memory", "export", "--out", str(dump)]).exit_code == 0
     before = sorted(dump.read_text().splitlines())
     assert len(before) == 2

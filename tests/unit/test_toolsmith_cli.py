@@ -122,3 +122,12 @@ def test_export_jsonl(mem: Path, tmp_path: Path) -> None:
     assert next(r for r in rows if r["name"] == "take_x__slice_x")["versions"][0]["version"] == 1
     lines = runner.invoke(app, ["export", "--namespace", "other"]).output.splitlines()
     assert len(lines) == 2 and Tool.model_validate(json.loads(lines[0])).name
+    # A destination that cannot be written is one line, exit 2; nothing is left behind.
+    for bad, why in [
+        (tmp_path / "no" / "such" / "t.jsonl", "No such file or directory"),
+        (tmp_path, "it is a directory"),
+    ]:
+        r = runner.invoke(app, ["export", "--out", str(bad)])
+        assert r.exit_code == 2 and f"cannot write {bad}: {why}" in r.output, r.output
+        assert r.exception is None or isinstance(r.exception, SystemExit)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".part") == []

@@ -1,0 +1,44 @@
+"""``agent.jsonl.write_jsonl``: whole files or none, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.errors import EvolventError
+from agent.jsonl import write_jsonl
+
+
+def test_writes_sorted_keys_one_row_a_line(tmp_path: Path) -> None:
+    out = tmp_path / "rows.jsonl"
+    assert write_jsonl([{"b": 1, "a": 2}, {"c": [1]}], out) == 2
+    assert out.read_text() == '{"a": 2, "b": 1}\n{"c": [1]}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["rows.jsonl"]
+
+
+def test_unwritable_destinations_are_evolvent_errors(tmp_path: Path) -> None:
+    with pytest.raises(EvolventError, match=r"cannot write .*: it is a directory"):
+        write_jsonl([{"a": 1}], tmp_path)
+    missing = tmp_path / "nope" / "rows.jsonl"
+    with pytest.raises(EvolventError, match=r"cannot write .*rows\.jsonl: No such file"):
+        write_jsonl([{"a": 1}], missing)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_interrupted_export_leaves_no_file(tmp_path: Path) -> None:
+    out = tmp_path / "rows.jsonl"
+    out.write_text('{"old": true}\n')
+
+    def rows() -> Iterator[dict[str, Any]]:
+        yield {"a": 1}
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_jsonl(rows(), out)
+    # The earlier export stays whole; no temporary file is left.
+    assert [p.name for p in tmp_path.iterdir()] == ["rows.jsonl"]
+    assert json.loads(out.read_text()) == {"old": True}
