@@ -286,11 +286,28 @@ def _file_source(settings_cls: type[BaseSettings], path: Path) -> PydanticBaseSe
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     suffix = path.suffix.lower()
+    if suffix not in (".toml", ".yaml", ".yml"):
+        raise ConfigError(f"config file must be .toml, .yaml or .yml: {path}")
+    import tomllib
+
+    import yaml
+
+    # A file that does not parse, or holds no table of settings, is the user's mistake:
+    # one line naming it, not a traceback from inside the settings sources.
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text) if suffix == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError, UnicodeDecodeError, OSError) as e:
+        why = " ".join(str(e).split())
+        raise ConfigError(f"cannot read config file {path}: {why}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(
+            f"config file {path} must hold a table of settings (sections such as llm, "
+            f"memory, agent), not a {type(data).__name__}"
+        )
     if suffix == ".toml":
         return TomlConfigSettingsSource(settings_cls, toml_file=path)
-    if suffix in (".yaml", ".yml"):
-        return YamlConfigSettingsSource(settings_cls, yaml_file=path)
-    raise ConfigError(f"config file must be .toml, .yaml or .yml: {path}")
+    return YamlConfigSettingsSource(settings_cls, yaml_file=path)
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

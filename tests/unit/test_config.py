@@ -37,6 +37,29 @@ def test_yaml_and_errors(evolvent_home: Path, tmp_path: Path) -> None:
         load_settings(None, **{"memory.namespace": "no spaces please"})
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("broken.toml", b"llm = [", r"cannot read config file .*broken\.toml: Invalid value"),
+        ("broken.yaml", b"llm:\n  base_url: [\n", r"cannot read config file .*broken\.yaml: "),
+        ("binary.toml", b"\xff\xfe\x00", r"cannot read config file .*: 'utf-8' codec"),
+        ("list.yaml", b"- a\n- b\n", r"must hold a table of settings .*, not a list"),
+        ("text.yml", b"just text\n", r"must hold a table of settings .*, not a str"),
+    ],
+)
+def test_a_config_file_that_does_not_parse_is_a_config_error(
+    evolvent_home: Path, tmp_path: Path, name: str, content: bytes, message: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_settings(path)
+    assert "\n" not in str(info.value)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert load_settings(empty).memory.namespace == load_settings(None).memory.namespace
+
+
 def test_the_learners_parameters_come_from_the_settings(
     evolvent_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
