@@ -118,7 +118,13 @@ class BenchRunner:
         return s.repeats * len(s.arms) * (len(s.train_seeds) + 2 * len(s.test_seeds))
 
     def run(self) -> list[dict[str, Any]]:
-        self.spec.out.mkdir(parents=True, exist_ok=True)
+        out = self.spec.out
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {out} is a file; give a folder (made if missing)")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"cannot make the output folder {out}: {e.strerror or e}") from None
         self.info = RunInfo.settle(self.spec.out, self.spec, started=bool(self.records))
         self.console.print(
             f"schedule: {self.spec.schedule}; executor: {self.spec.executor}", highlight=False

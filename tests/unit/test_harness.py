@@ -360,3 +360,12 @@ def test_bench_command_rejects_unknown_arm_and_env(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "valid ids:" in r.output and "toy:keys" in r.output
     r = runner.invoke(app, ["bench", "--env", "toy:keys", "--train-seeds", "5-1"])
     assert r.exit_code == 2 and "end is before the start" in r.output
+    # An --out that cannot be a folder: one line, before anything is played.
+    a_file = tmp_path / "taken"
+    a_file.write_text("")
+    fast = ["--env", "toy:keys", "--train-seeds", "0", "--test-seeds", "1", "--arms", "frozen"]
+    r = runner.invoke(app, ["bench", *fast, "--out", str(a_file)])
+    assert r.exit_code == 2 and f"--out {a_file} is a file" in r.output, r.output
+    below = a_file / "run"
+    r = runner.invoke(app, ["bench", *fast, "--out", str(below)])
+    assert r.exit_code == 2 and f"cannot make the output folder {below}" in r.output, r.output
