@@ -142,6 +142,9 @@ def run(
     """Play episodes with the agent; it learns from each one."""
     from agent.runner import RunRequest, run_cli
 
+    for flag, given in (("--env", env), ("--task", task), ("--thread-id", thread_id)):
+        if given is not None and not given.strip():  # as the REST API refuses a blank task
+            _fail(f"{flag} must not be blank")
     if resume and (env or task or thread_id):
         _fail("--resume continues an existing run: don't combine it with --env/--task/--thread-id")
     if not resume and not env and not task:

@@ -51,6 +51,22 @@ def test_conflicting_flags(evolvent_home: Path) -> None:
     assert r.exit_code == 2 and "--resume" in r.output
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "--task", ""],
+        ["run", "--task", "   "],
+        ["run", "--env", ""],
+        ["run", "--env", "toy:keys", "--thread-id", " "],
+    ],
+)
+def test_blank_values_are_refused_not_defaulted(evolvent_home: Path, argv: list[str]) -> None:
+    # A blank --task once played the default cooking game; the REST API refuses it too.
+    r = runner.invoke(app, argv)
+    flag = argv[-2]
+    assert r.exit_code == 2 and f"{flag} must not be blank" in r.output, r.output
+
+
 def test_unreachable_endpoint_is_one_line(evolvent_home: Path) -> None:
     # Port 9 (discard) is closed on loopback: connection refused at once.
     proc = subprocess.run(
