@@ -14,10 +14,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
-    YamlConfigSettingsSource,
 )
 
 from agent.errors import ConfigError
@@ -305,9 +304,9 @@ def _file_source(settings_cls: type[BaseSettings], path: Path) -> PydanticBaseSe
             f"config file {path} must hold a table of settings (sections such as llm, "
             f"memory, agent), not a {type(data).__name__}"
         )
-    if suffix == ".toml":
-        return TomlConfigSettingsSource(settings_cls, toml_file=path)
-    return YamlConfigSettingsSource(settings_cls, yaml_file=path)
+    # What pydantic-settings' TOML and YAML sources make of a file read whole (no table
+    # header or section is configured): the parsed table as init values.
+    return InitSettingsSource(settings_cls, data or {})
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
