@@ -1,4 +1,5 @@
-"""``evolvent tools ...``: list, inspect, disable, enable, roll back and export learned tools.
+"""``evolvent tools ...``: list, inspect, disable, enable, roll back, export and delete learned
+tools.
 
 The registry is ``<memory.path>/tools.sqlite`` (one file, rows per namespace). Read-only
 commands never create it; an agent may be running on it at the same time.
@@ -236,3 +237,50 @@ def export_(
         raise _fail(str(e)) from None
     if out_file is not None:
         err.print(f"exported {n} tools to {out_file}")
+
+
+@app.command()
+def delete(
+    names: Annotated[list[str], typer.Argument(help="Tool names (see `evolvent tools list`).")],
+    namespace: NamespaceOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Delete tools with their version history (all the names given, or none).
+
+    Later successful episodes may mine a deleted macro again; `disable` keeps a tool from
+    being offered."""
+    with _registry(namespace, config, read_only=False) as reg:
+        if reg is None:
+            raise _fail(f"no tools yet, nothing to delete: {', '.join(names)}", code=1)
+        with reg.atomic():  # all or nothing
+            missing = [n for n in names if reg.get(n) is None]
+            if missing:
+                raise _fail(
+                    f"not found in namespace {reg.namespace!r}: {', '.join(missing)} "
+                    "(nothing deleted; see `evolvent tools list`)",
+                    code=1,
+                )
+            versions = sum(reg.delete(n) for n in dict.fromkeys(names))
+    err.print(f"deleted {len(set(names))} tools ({versions} versions)")
+
+
+@app.command()
+def reset(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Don't ask.")] = False,
+    namespace: NamespaceOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Delete every tool of the namespace and the episodes macros are mined from (asks first)."""
+    with _registry(namespace, config, read_only=False) as reg:
+        if reg is None:
+            err.print("no tools yet, nothing to delete")
+            return
+        total = len(reg.list_tools())
+        if not yes and not typer.confirm(
+            f"delete all {total} tools of namespace {reg.namespace!r} and the episodes they "
+            "are mined from?",
+            default=False,
+        ):
+            raise _fail("nothing deleted", code=1)
+        tools, episodes = reg.reset()
+    err.print(f"deleted {tools} tools and {episodes} stored episodes")

@@ -57,6 +57,15 @@ class ToolRegistry(ABC):
         """Replaced versions of ``name``, oldest first."""
 
     @abstractmethod
+    def _remove(self, name: str) -> None:
+        """Drop ``name``'s current version and its version history."""
+
+    @abstractmethod
+    def _clear(self) -> int:
+        """Drop every tool, version and trajectory of the namespace; the trajectories
+        dropped."""
+
+    @abstractmethod
     def add_trajectory(self, trajectory: Trajectory, keep: int = 200) -> None:
         """Store a successful episode (replacing one with the same episode id); only the
         newest ``keep`` of its environment are kept."""
@@ -144,6 +153,24 @@ class ToolRegistry(ABC):
             self.put(tool)
             return tool
 
+    def delete(self, name: str) -> int:
+        """Forget ``name`` and its whole version history; the number of versions it had (0:
+        no such tool). The stored episodes it was mined from stay, so later successes can
+        mine the same macro again (``set_status(name, "disabled")`` keeps it from being
+        offered instead)."""
+        with self.atomic():
+            n = len(self.versions(name))
+            if n:
+                self._remove(name)
+            return n
+
+    def reset(self) -> tuple[int, int]:
+        """Forget every tool of the namespace, their histories and the stored episodes that
+        macros are mined from; returns (tools, episodes) forgotten."""
+        with self.atomic():
+            tools = len(self.list_tools())
+            return tools, self._clear()
+
     def close(self) -> None:
         """Release connections; the in-process registry has none."""
         return None
@@ -203,6 +230,19 @@ class InProcessToolRegistry(ToolRegistry):
 
     def _archived(self, name: str) -> list[Tool]:
         return [t.model_copy(deep=True) for t in self._history.get(name, [])]
+
+    def _remove(self, name: str) -> None:
+        self._tools.pop(name, None)
+        self._history.pop(name, None)
+        self._vecs.pop(name, None)
+
+    def _clear(self) -> int:
+        episodes = sum(len(by_id) for by_id in self._trajs.values())
+        self._tools.clear()
+        self._history.clear()
+        self._vecs.clear()
+        self._trajs.clear()
+        return episodes
 
     def add_trajectory(self, trajectory: Trajectory, keep: int = 200) -> None:
         with self.atomic():

@@ -210,6 +210,19 @@ class SqliteToolRegistry(ToolRegistry):
         ).fetchall()
         return [Tool.model_validate_json(r[0]) for r in rows]
 
+    def _remove(self, name: str) -> None:
+        for table in ("tools", "tool_versions"):
+            self._db.execute(
+                f"DELETE FROM {table} WHERE namespace=? AND name=?", (self.namespace, name)
+            )
+
+    def _clear(self) -> int:
+        for table in ("tools", "tool_versions"):
+            self._db.execute(f"DELETE FROM {table} WHERE namespace=?", (self.namespace,))
+        return self._db.execute(
+            "DELETE FROM trajectories WHERE namespace=?", (self.namespace,)
+        ).rowcount
+
     def add_trajectory(self, trajectory: Trajectory, keep: int = 200) -> None:
         with self.atomic():
             self._db.execute(

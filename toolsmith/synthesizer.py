@@ -307,5 +307,8 @@ class Toolsmith:
                 f"auto-disabled: utility {tool.utility:.2f} after {tool.uses} uses "
                 f"(below {cfg.disable_below:g}; {tool.failures} did not complete or lost the game)"
             )
-            return self.registry.set_status(tool.name, "disabled", reason)
+            try:
+                return self.registry.set_status(tool.name, "disabled", reason)
+            except KeyError:  # the user deleted it meanwhile
+                return None
         return self.registry.get(tool.name) or tool

@@ -218,6 +218,9 @@ class EvolventClient:
     def enable_tool(self, name: str) -> Tool:
         return Tool.model_validate(self._json("POST", f"/v1/tools/{_q(name)}/enable"))
 
+    def delete_tool(self, name: str) -> None:
+        self._send("DELETE", f"/v1/tools/{_q(name)}")
+
     # -- operations -------------------------------------------------------------------
 
     def healthy(self) -> bool:

@@ -1,10 +1,10 @@
-"""``/v1/tools``: the tools the agent built, and switching them off and on."""
+"""``/v1/tools``: the tools the agent built; switching them off and on, deleting them."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path
+from fastapi import APIRouter, Depends, HTTPException, Path, Response
 
 from agent.server.auth import CurrentPrincipal, get_deps
 from agent.server.deps import ServerDeps
@@ -66,3 +66,16 @@ def enable_tool(name: ToolName, tools: Tools) -> Tool:
     if tool.status == "rejected":
         raise HTTPException(409, f"tool {name!r} failed validation and cannot be enabled")
     return tools.set_status(name, "active", None)
+
+
+@router.delete(
+    "/{name}",
+    status_code=204,
+    response_class=Response,
+    summary="Delete a tool with its version history",
+    responses=error_responses(404),
+)
+def delete_tool(name: ToolName, tools: Tools) -> Response:
+    if not tools.delete(name):
+        raise HTTPException(404, f"no tool {name!r}")
+    return Response(status_code=204)

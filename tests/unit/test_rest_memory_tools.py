@@ -131,6 +131,13 @@ def test_tools_list_get_disable_enable_and_isolation(evolvent_home: Path) -> Non
             r = s.http.request(method, f"/v1/tools/macro-north-key{path}", headers=auth(B))
             assert r.status_code == 404, path
         assert s.a.tool("macro-north-key").status == "active"
+        assert s.http.delete("/v1/tools/macro-north-key", headers=auth(B)).status_code == 404
+        s.a.delete_tool("macro-north-key")
+        assert registry.get("macro-north-key") is None
+        assert [t.name for t in s.a.tools()] == ["macro-bad"]
+        with pytest.raises(ApiError) as err:
+            s.a.delete_tool("macro-north-key")
+        assert err.value.status_code == 404
 
 
 def test_tools_mined_by_runs_show_up(evolvent_home: Path) -> None:

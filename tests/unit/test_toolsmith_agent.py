@@ -17,7 +17,7 @@ from agent.nodes.executor import TOOL_PREFIX
 from benchmarks.envs.base import Env
 from memory import HashingEmbedder, MemoryStore
 from toolsmith import InProcessToolRegistry, Tool, Toolsmith
-from toolsmith.models import ToolUse
+from toolsmith.models import ToolStatus, ToolUse
 
 
 def kitchen(env_id: str, seed: int) -> Env:
@@ -164,6 +164,23 @@ def test_a_tool_that_keeps_failing_is_disabled_with_its_reason() -> None:
     assert tool is not None and tool.reason is not None
     assert tool.reason.startswith("auto-disabled: utility 0.12")
     assert smith.offer("anything", ["a"]) == []
+
+
+class DeletedWhileRecording(InProcessToolRegistry):
+    """The user deletes the tool between the use's count and the automatic disable."""
+
+    def set_status(self, name: str, status: ToolStatus, reason: str | None = None) -> Tool:
+        self.delete(name)
+        return super().set_status(name, status, reason)
+
+
+def test_a_tool_deleted_while_its_use_is_recorded_is_not_an_error() -> None:
+    smith = Toolsmith(DeletedWhileRecording(HashingEmbedder()), env_factory=kitchen)
+    smith.registry.register(Tool(name="bad", kind="macro", doc="d", steps=["a", "b"]))
+    failed = ToolUse(name="bad", actions_run=["a"], completed=False, reward=0.0, planned=["a", "b"])
+    results = [smith.record(failed) for _ in range(6)]  # the sixth would disable it
+    assert results[-1] is None and smith.registry.get("bad") is None
+    assert smith.record(failed) is None  # and a use of a deleted tool counts nothing
 
 
 def values_learned_on_kitchens(home: Path) -> tuple[MemoryStore, Settings, ScriptedLLM]:

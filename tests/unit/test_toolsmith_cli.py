@@ -1,4 +1,5 @@
-"""``evolvent tools``: list, show, disable, enable, rollback, export; one-line errors."""
+"""``evolvent tools``: list, show, disable, enable, rollback, export, delete, reset; one-line
+errors."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typer.testing import CliRunner
 
 from agent.cli_tools import app
 from memory import HashingEmbedder
-from toolsmith import SqliteToolRegistry, Tool, ToolUse
+from toolsmith import SqliteToolRegistry, Tool, ToolUse, Trajectory
 
 runner = CliRunner()
 
@@ -131,3 +132,38 @@ def test_export_jsonl(mem: Path, tmp_path: Path) -> None:
         assert r.exit_code == 2 and f"cannot write {bad}: {why}" in r.output, r.output
         assert r.exception is None or isinstance(r.exception, SystemExit)
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".part") == []
+
+
+def test_delete_is_all_or_nothing(mem: Path) -> None:
+    r = runner.invoke(app, ["delete", "junk"])
+    assert r.exit_code == 1 and "no tools yet" in r.output
+    assert not (mem / "tools.sqlite").exists()
+    fill(mem)
+    fill(mem, namespace="other")
+    r = runner.invoke(app, ["delete", "junk", "ghost"])
+    assert r.exit_code == 1 and "not found in namespace 'default': ghost" in r.output
+    assert "nothing deleted" in r.output and len(r.output.strip().splitlines()) <= 2
+    reg = SqliteToolRegistry(mem / "tools.sqlite", HashingEmbedder())
+    assert reg.get("junk") is not None
+    r = runner.invoke(app, ["delete", "take_x__slice_x", "junk", "junk"])
+    assert r.exit_code == 0 and "deleted 2 tools (3 versions)" in r.output, r.output
+    assert reg.list_tools() == [] and reg.versions("take_x__slice_x") == []
+    assert runner.invoke(app, ["show", "junk"]).exit_code == 1
+    other = SqliteToolRegistry(mem / "tools.sqlite", HashingEmbedder(), "other")
+    assert len(other.list_tools()) == 2  # another namespace is left alone
+    reg.close()
+    other.close()
+
+
+def test_reset_asks_first(mem: Path) -> None:
+    assert "nothing to delete" in runner.invoke(app, ["reset", "--yes"]).output
+    fill(mem)
+    reg = SqliteToolRegistry(mem / "tools.sqlite", HashingEmbedder())
+    reg.add_trajectory(Trajectory(episode_id="e1", env_id="toy:keys", actions=["a", "b"]))
+    r = runner.invoke(app, ["reset"], input="n\n")
+    assert r.exit_code == 1 and "delete all 2 tools of namespace 'default'" in r.output
+    assert len(reg.list_tools()) == 2
+    r = runner.invoke(app, ["reset"], input="y\n")
+    assert r.exit_code == 0 and "deleted 2 tools and 1 stored episodes" in r.output, r.output
+    assert reg.list_tools() == [] and reg.trajectories("toy:keys") == []
+    reg.close()

@@ -131,6 +131,47 @@ def test_trajectories_replace_by_episode_and_keep_newest(reg: ToolRegistry) -> N
     assert reg.trajectories("other") == []
 
 
+def test_delete_forgets_a_tool_and_its_history(reg: ToolRegistry) -> None:
+    reg.register(macro("m", "first doc", "a b", "c d"))
+    reg.register(macro("m", "second doc", "a b", "e f"))
+    reg.register(macro("keep", "another tool", "x y", "z w"))
+    reg.add_trajectory(Trajectory(episode_id="e1", env_id="toy", actions=["a b", "c d"]))
+    assert reg.delete("m") == 2
+    assert reg.get("m") is None and reg.versions("m") == []
+    assert [t.name for t in reg.list_tools()] == ["keep"]
+    assert [t.name for t in reg.retrieve("second doc", k=5)] == ["keep"]
+    assert reg.delete("m") == 0 and reg.delete("ghost") == 0
+    assert [t.episode_id for t in reg.trajectories("toy")] == ["e1"]  # mined from: kept
+    again = reg.register(macro("m", "mined again", "a b", "c d"))
+    assert again.version == 1 and [t.version for t in reg.versions("m")] == [1]
+
+
+def test_reset_forgets_tools_histories_and_trajectories(reg: ToolRegistry) -> None:
+    reg.register(macro("m", "first doc", "a b", "c d"))
+    reg.register(macro("m", "second doc", "a b", "e f"))
+    reg.register(macro("n", "another", "x y", "z w"))
+    for i, env in enumerate(["toy", "toy", "tw"]):
+        reg.add_trajectory(Trajectory(episode_id=f"e{i}", env_id=env, actions=["a b"]))
+    assert reg.reset() == (2, 3)
+    assert reg.list_tools() == [] and reg.versions("m") == [] and reg.retrieve("doc") == []
+    assert reg.trajectories("toy") == [] and reg.trajectories("tw") == []
+    assert reg.reset() == (0, 0)
+
+
+def test_sqlite_delete_and_reset_stay_in_their_namespace(tmp_path: Path) -> None:
+    path = tmp_path / "tools.sqlite"
+    a = SqliteToolRegistry(path, HashingEmbedder(), "a")
+    b = SqliteToolRegistry(path, HashingEmbedder(), "b")
+    for reg in (a, b):
+        reg.register(macro("m", "doc", "a b", "c d"))
+        reg.register(macro("m", "doc 2", "a b", "c d"))
+        reg.add_trajectory(Trajectory(episode_id="e1", env_id="toy", actions=["a b"]))
+    assert a.delete("m") == 2 and a.reset() == (0, 1)
+    assert [t.version for t in b.versions("m")] == [1, 2] and len(b.trajectories("toy")) == 1
+    a.close()
+    b.close()
+
+
 def test_sqlite_persists_across_instances_and_isolates_namespaces(tmp_path: Path) -> None:
     path = tmp_path / "tools.sqlite"
     a = SqliteToolRegistry(path, HashingEmbedder(), "alice")
