@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 err = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() else 160)
 
-app = typer.Typer(help="Inspect and manage learned memory.", no_args_is_help=True)
+app = typer.Typer(
+    help="Inspect and manage learned memory.", no_args_is_help=True, rich_markup_mode="markdown"
+)
 
 KIND_CHOICES = ("episode", "note", "experience", "action", "value")
 NamespaceOpt = Annotated[
@@ -240,7 +242,7 @@ def delete(
     namespace: NamespaceOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Delete memories by id, or everything one episode taught (``--episode``)."""
+    """Delete memories by id, or everything one episode taught (--episode)."""
     if bool(memory_ids) == (episode is not None):
         raise _fail("give memory ids or --episode ID (one of the two)")
     with _store(namespace, config, read_only=False) as store:

@@ -32,7 +32,11 @@ if TYPE_CHECKING:
 err = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() else 160)
 
-app = typer.Typer(help="Inspect and manage the tools the agent built.", no_args_is_help=True)
+app = typer.Typer(
+    help="Inspect and manage the tools the agent built.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
 
 STATUSES = ("active", "disabled", "rejected")
 NamespaceOpt = Annotated[

@@ -27,8 +27,9 @@ def serve(
         ),
     ] = False,
 ) -> None:
-    """Serve the agent over HTTP (REST + server-sent events); API keys from
-    EVOLVENT_API_KEYS="KEY:NAMESPACE,..." or ``api_keys`` in the config file."""
+    """Serve the agent over HTTP (REST + server-sent events).
+
+    API keys come from EVOLVENT_API_KEYS="KEY:NAMESPACE,..." or api_keys in the config file."""
     import uvicorn
 
     from agent.errors import EvolventError

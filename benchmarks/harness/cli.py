@@ -40,7 +40,9 @@ def bench(
     ] = "1000-1019",
     arms: Annotated[
         str,
-        typer.Option("--arms", help="Comma list of frozen,episodic,notes,experiences,tools,full."),
+        typer.Option(
+            "--arms", help="Comma list of arms: frozen, episodic, notes, experiences, tools, full."
+        ),
     ] = "frozen,episodic,notes,experiences,tools,full",
     repeats: Annotated[int, typer.Option("--repeats", min=1, help="Repeats of every arm.")] = 1,
     out_dir: Annotated[
@@ -85,8 +87,10 @@ def bench(
         typer.Option("--llm-url", help="OpenAI-compatible base URL; unset: embedded backbone."),
     ] = None,
 ) -> None:
-    """Benchmark the arms: held-out seeds frozen, a training stream, held-out seeds again;
-    writes OUT/episodes.jsonl (resumable), learning curves and report.md/json.
+    """Benchmark the arms: held-out seeds, a training stream, the held-out seeds again.
+
+    Writes OUT/episodes.jsonl (resumable), learning curves and report.md/json; the held-out
+    seeds are played with learning frozen.
 
     Schedule: with --concurrency 1 and the thread executor every episode learns as it ends.
     Otherwise each phase runs in batches of N consecutive episodes: all episodes of a batch

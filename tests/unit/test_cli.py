@@ -32,6 +32,18 @@ def test_help_documents_every_command() -> None:
         assert flag in r.output
 
 
+def test_help_rewraps_docstring_paragraphs() -> None:
+    """A docstring's line breaks are not kept in the help: a paragraph is re-wrapped to the
+    terminal, and a command's summary in its group's list is its first sentence, whole."""
+    wide = {"COLUMNS": "200", "TERMINAL_WIDTH": "200"}
+    r = runner.invoke(app, ["bench", "--help"], env=wide)
+    assert r.exit_code == 0
+    assert "every episode learns as it ends. Otherwise each phase runs" in r.output
+    r = runner.invoke(app, ["tools", "--help"], env=wide)
+    assert "Delete tools with their version history (all the names given, or none)." in r.output
+    assert "``" not in r.output
+
+
 def test_unknown_env_lists_valid_ones(evolvent_home: Path) -> None:
     r = runner.invoke(app, ["run", "--env", "textworld:nope"])
     assert r.exit_code == 2
