@@ -6,19 +6,18 @@ running on the same embedded store.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from agent.errors import EvolventError
-from agent.jsonl import write_jsonl
+from agent.jsonl import parse_row, read_jsonl, write_jsonl
 
 if TYPE_CHECKING:
     from memory.records import MemoryRecord
@@ -200,31 +199,15 @@ def import_(
     config: ConfigOpt = None,
 ) -> None:
     """Read memories from JSON lines; ids, values and provenance are kept as they were."""
-    if not in_file.is_file():
-        raise _fail(f"no such file: {in_file}")
-    from pydantic import ValidationError
-
     from memory.records import MemoryRecord
 
-    lines: list[tuple[int, Any]] = []
-    with in_file.open() as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                lines.append((lineno, json.loads(line)))
-            except json.JSONDecodeError as e:
-                raise _fail(f"{in_file}:{lineno}: not JSON ({e.msg}); nothing imported") from None
-    rows: list[MemoryRecord] = []
-    for lineno, row in lines:  # every row checked before anything is written
-        try:
-            rows.append(MemoryRecord.model_validate(row))
-        except ValidationError as e:
-            first = e.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "the row"
-            raise _fail(
-                f"{in_file}:{lineno}: not a memory ({where}: {first['msg']}); nothing imported"
-            ) from None
+    try:  # every row checked before anything is written
+        rows = [
+            parse_row(MemoryRecord, row, f"{in_file}:{lineno}", "a memory")
+            for lineno, row in read_jsonl(in_file)
+        ]
+    except EvolventError as e:
+        raise _fail(str(e)) from None
     with _store(namespace, config, read_only=False) as store:
         n = store.import_records(rows)
     err.print(f"imported {n} memories into namespace {store.namespace}")

@@ -1,4 +1,4 @@
-"""JSON-lines output shared by the export commands."""
+"""JSON lines shared by the export and import commands."""
 
 from __future__ import annotations
 
@@ -6,9 +6,13 @@ import json
 from collections.abc import Iterable
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from agent.errors import EvolventError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def write_jsonl(rows: Iterable[dict[str, Any]], out_file: Path | None) -> int:
@@ -45,3 +49,43 @@ def write_jsonl(rows: Iterable[dict[str, Any]], out_file: Path | None) -> int:
 def _remove(path: Path) -> None:
     with suppress(OSError):
         path.unlink(missing_ok=True)
+
+
+def read_jsonl(in_file: Path) -> list[tuple[int, Any]]:
+    """The JSON value of every non-blank line of ``in_file``, with its line number.
+
+    A missing or unreadable file, one that is not UTF-8, or a line that is not JSON is an
+    ``EvolventError`` naming the file (and the line): an import then writes nothing.
+    """
+    if not in_file.is_file():
+        raise EvolventError(f"no such file: {in_file}")
+    rows: list[tuple[int, Any]] = []
+    try:
+        with in_file.open(encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append((lineno, json.loads(line)))
+                except json.JSONDecodeError as e:
+                    raise EvolventError(
+                        f"{in_file}:{lineno}: not JSON ({e.msg}); nothing imported"
+                    ) from None
+    except UnicodeDecodeError:
+        raise EvolventError(f"{in_file}: not UTF-8 text; nothing imported") from None
+    except OSError as e:
+        raise EvolventError(f"cannot read {in_file}: {e.strerror or e}") from None
+    return rows
+
+
+def parse_row(model: type[M], row: Any, where: str, what: str) -> M:
+    """``row`` as a ``model``, or an ``EvolventError`` naming ``where`` (file:line) and the
+    first field that is wrong."""
+    try:
+        return model.model_validate(row)
+    except ValidationError as e:
+        first = e.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "the row"
+        raise EvolventError(
+            f"{where}: not {what} ({field}: {first['msg']}); nothing imported"
+        ) from None

@@ -97,3 +97,6 @@ def test_bad_input_is_one_clear_line(evolvent_home: Path, tmp_path: Path) -> Non
     assert r.exit_code == 2 and "give memory ids or --episode ID" in r.output
     r = runner.invoke(app, ["memory", "import", str(tmp_path / "missing.jsonl")])
     assert r.exit_code == 2 and "no such file" in r.output
+    bad.write_bytes(b'{"id": "n1"}\n\xff\xfe\n')
+    r = runner.invoke(app, ["memory", "import", str(bad)])
+    assert r.exit_code == 2 and "bad.jsonl: not UTF-8 text; nothing imported" in r.output
