@@ -1,5 +1,5 @@
-"""``evolvent tools ...``: list, inspect, disable, enable, roll back, export and delete learned
-tools.
+"""``evolvent tools ...``: list, inspect, disable, enable, roll back, export, import and delete
+learned tools.
 
 The registry is ``<memory.path>/tools.sqlite`` (one file, rows per namespace). Read-only
 commands never create it; an agent may be running on it at the same time.
@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agent.errors import EvolventError
-from agent.jsonl import write_jsonl
+from agent.jsonl import parse_row, read_jsonl, write_jsonl
 
 if TYPE_CHECKING:
     import numpy as np
@@ -241,6 +241,79 @@ def export_(
         raise _fail(str(e)) from None
     if out_file is not None:
         err.print(f"exported {n} tools to {out_file}")
+
+
+def _imported(where: str, row: Any) -> tuple[Tool, list[Tool]]:
+    """An exported row: the tool and its earlier versions, checked as `enable` and the
+    synthesizer would (a code tool that could run must pass the static check)."""
+    from toolsmith.models import Tool
+    from toolsmith.static import static_problems
+
+    tool = parse_row(Tool, row, where, "a tool")
+    raw = row.get("versions", []) if isinstance(row, dict) else []
+    if not isinstance(raw, list):
+        raise EvolventError(f"{where}: versions must be a list; nothing imported")
+    history = [parse_row(Tool, v, f"{where} (versions)", "a tool version") for v in raw]
+    if any(v.name != tool.name or v.version >= tool.version for v in history) or len(
+        {v.version for v in history}
+    ) != len(history):
+        raise EvolventError(
+            f"{where}: the versions of {tool.name!r} must be its own, each once and older "
+            f"than v{tool.version}; nothing imported"
+        )
+    if tool.args:
+        raise EvolventError(f"{where}: {tool.name!r} is an offer (args set), not a tool")
+    if tool.kind == "code" and tool.status != "rejected":
+        problems = static_problems(tool.code or "")
+        if tool.tests:
+            problems += static_problems(tool.tests, tests=True)
+        if problems:
+            raise EvolventError(
+                f"{where}: code tool {tool.name!r} fails the static check ({problems[0]}); "
+                "nothing imported"
+            )
+    return tool, history
+
+
+@app.command("import")
+def import_(
+    in_file: Annotated[Path, typer.Argument(help="JSONL file written by `tools export`.")],
+    namespace: NamespaceOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Read tools from JSON lines with their versions, usage, status and provenance.
+
+    Every row is checked before anything is written; a name the namespace already has is
+    an error (delete it first, or import into another --namespace)."""
+    try:
+        rows = [_imported(f"{in_file}:{n}", row) for n, row in read_jsonl(in_file)]
+    except EvolventError as e:
+        raise _fail(str(e)) from None
+    names = [tool.name for tool, _ in rows]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise _fail(f"{in_file}: {', '.join(twice)} more than once; nothing imported")
+    path, ns = registry_path(config, namespace)
+    from toolsmith.sqlite_registry import SqliteToolRegistry
+
+    try:
+        reg = SqliteToolRegistry(path, _LazyEmbedder(), ns)
+    except EvolventError as e:
+        raise _fail(str(e)) from None
+    try:
+        with reg.atomic():  # all or nothing
+            taken = [n for n in names if reg.get(n) is not None]
+            if taken:
+                raise _fail(
+                    f"namespace {ns!r} already has {', '.join(taken)}; nothing imported "
+                    "(delete them first, or import into another --namespace)",
+                    code=1,
+                )
+            for tool, history in rows:
+                reg.import_tool(tool, history)
+    finally:
+        reg.close()
+    err.print(f"imported {len(rows)} tools into namespace {ns}")
 
 
 @app.command()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -152,6 +152,16 @@ class ToolRegistry(ABC):
             tool.reason = reason
             self.put(tool)
             return tool
+
+    def import_tool(self, tool: Tool, history: Sequence[Tool] = ()) -> None:
+        """Add ``tool`` and its earlier versions as they were exported (versions, status,
+        usage and provenance kept). Raises KeyError when the name is taken."""
+        with self.atomic():
+            if self.get(tool.name) is not None:
+                raise KeyError(tool.name)
+            for old in sorted(history, key=lambda t: t.version):
+                self._archive(old)
+            self.put(tool)
 
     def delete(self, name: str) -> int:
         """Forget ``name`` and its whole version history; the number of versions it had (0:

@@ -1,10 +1,11 @@
-"""``evolvent tools``: list, show, disable, enable, rollback, export, delete, reset; one-line
-errors."""
+"""``evolvent tools``: list, show, disable, enable, rollback, export, import, delete, reset;
+one-line errors."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -166,4 +167,62 @@ def test_reset_asks_first(mem: Path) -> None:
     r = runner.invoke(app, ["reset"], input="y\n")
     assert r.exit_code == 0 and "deleted 2 tools and 1 stored episodes" in r.output, r.output
     assert reg.list_tools() == [] and reg.trajectories("toy:keys") == []
+    reg.close()
+
+
+def test_import_reads_an_export_back(mem: Path, tmp_path: Path) -> None:
+    fill(mem)
+    target = tmp_path / "tools.jsonl"
+    assert runner.invoke(app, ["export", "--out", str(target)]).exit_code == 0
+    r = runner.invoke(app, ["import", str(target), "--namespace", "copy"])
+    assert r.exit_code == 0 and "imported 2 tools into namespace copy" in r.output, r.output
+    src = SqliteToolRegistry(mem / "tools.sqlite", HashingEmbedder())
+    copy = SqliteToolRegistry(mem / "tools.sqlite", HashingEmbedder(), "copy")
+    for name in ("take_x__slice_x", "junk"):
+        assert copy.versions(name) == src.versions(name)
+    # A name the namespace has already: an error, and nothing is imported.
+    copy.delete("junk")
+    r = runner.invoke(app, ["import", str(target), "--namespace", "copy"])
+    assert r.exit_code == 1 and "already has take_x__slice_x; nothing imported" in r.output
+    assert copy.get("junk") is None
+    src.close()
+    copy.close()
+
+
+def test_import_checks_every_row_first(mem: Path, tmp_path: Path) -> None:
+    good = {"name": "m", "kind": "macro", "doc": "d", "steps": ["a", "b"], "version": 2}
+    older = {**good, "version": 1}
+    evil = {
+        "name": "evil",
+        "kind": "code",
+        "doc": "d",
+        "code": "import os\ndef run(observation, admissible):\n    return os.listdir()",
+    }
+    cases: list[tuple[list[Any], str]] = [
+        ([good, "not json"], "t.jsonl:2: not JSON"),
+        ([good, {"name": "x"}], "t.jsonl:2: not a tool (kind: Field required)"),
+        ([{**good, "versions": [{**older, "name": "other"}]}], "the versions of 'm' must be"),
+        ([{**good, "versions": [older, older]}], "each once and older than v2"),
+        ([good, good], "t.jsonl: m more than once"),
+        ([good, evil], "t.jsonl:2: code tool 'evil' fails the static check (imports os"),
+        ([{**good, "args": {"X": "carrot"}}], "is an offer (args set), not a tool"),
+    ]
+    target = tmp_path / "t.jsonl"
+    for rows, message in cases:
+        target.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows))
+        r = runner.invoke(app, ["import", str(target)])
+        assert r.exit_code == 2 and message in r.output, (message, r.output)
+        assert "Traceback" not in r.output
+    assert not (mem / "tools.sqlite").exists()  # nothing was written, not even the file
+    target.write_bytes(b"\xff\xfe")
+    assert "not UTF-8 text" in runner.invoke(app, ["import", str(target)]).output
+    assert "no such file" in runner.invoke(app, ["import", str(tmp_path / "no.jsonl")]).output
+    # A rejected code tool is kept as it was (it cannot be enabled); the versions come along.
+    rejected = {**evil, "status": "rejected", "reason": "static check: imports os"}
+    target.write_text(json.dumps({**good, "versions": [older]}) + "\n" + json.dumps(rejected))
+    r = runner.invoke(app, ["import", str(target)])
+    assert r.exit_code == 0 and "imported 2 tools" in r.output, r.output
+    reg = SqliteToolRegistry(mem / "tools.sqlite", HashingEmbedder())
+    assert [t.version for t in reg.versions("m")] == [1, 2]
+    assert reg.get("evil").status == "rejected"  # type: ignore[union-attr]
     reg.close()

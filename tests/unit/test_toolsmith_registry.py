@@ -146,6 +146,21 @@ def test_delete_forgets_a_tool_and_its_history(reg: ToolRegistry) -> None:
     assert again.version == 1 and [t.version for t in reg.versions("m")] == [1]
 
 
+def test_import_tool_keeps_versions_usage_and_status(reg: ToolRegistry) -> None:
+    src = InProcessToolRegistry(HashingEmbedder())
+    src.register(macro("m", "first doc", "a b", "c d"))
+    src.register(macro("m", "second doc", "a b", "e f"))
+    src.record_use(ToolUse(name="m", actions_run=["a b", "e f"], completed=True, reward=1.0))
+    src.set_status("m", "disabled", "by hand")
+    *history, current = src.versions("m")
+    reg.import_tool(current, history)
+    assert reg.versions("m") == src.versions("m")
+    got = reg.get("m")
+    assert got is not None and (got.version, got.uses, got.status) == (2, 1, "disabled")
+    with pytest.raises(KeyError):
+        reg.import_tool(current)
+
+
 def test_reset_forgets_tools_histories_and_trajectories(reg: ToolRegistry) -> None:
     reg.register(macro("m", "first doc", "a b", "c d"))
     reg.register(macro("m", "second doc", "a b", "e f"))
