@@ -333,7 +333,7 @@ def delete(
             missing = [n for n in names if reg.get(n) is None]
             if missing:
                 raise _fail(
-                    f"not found in namespace {reg.namespace!r}: {', '.join(missing)} "
+                    f"not found in namespace {reg.namespace!r}: {', '.join(map(repr, missing))} "
                     "(nothing deleted; see `evolvent tools list`)",
                     code=1,
                 )

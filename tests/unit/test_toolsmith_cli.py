@@ -142,7 +142,7 @@ def test_delete_is_all_or_nothing(mem: Path) -> None:
     fill(mem)
     fill(mem, namespace="other")
     r = runner.invoke(app, ["delete", "junk", "ghost"])
-    assert r.exit_code == 1 and "not found in namespace 'default': ghost" in r.output
+    assert r.exit_code == 1 and "not found in namespace 'default': 'ghost'" in r.output
     assert "nothing deleted" in r.output and len(r.output.strip().splitlines()) <= 2
     reg = SqliteToolRegistry(mem / "tools.sqlite", HashingEmbedder())
     assert reg.get("junk") is not None
