@@ -12,14 +12,14 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from agent.errors import EvolventError
-from agent.jsonl import parse_row, read_jsonl, write_jsonl
+from agent.jsonl import read_jsonl, write_jsonl
 
 if TYPE_CHECKING:
     import numpy as np
@@ -120,12 +120,6 @@ def _source(tool: Tool) -> str:
     return f"{p.source}{eps}"
 
 
-def _row(tool: Tool) -> dict[str, Any]:
-    data = tool.model_dump(mode="json")
-    data.update(signature=tool.signature, success_rate=tool.success_rate, utility=tool.utility)
-    return data
-
-
 @app.command("list")
 def list_(
     status: Annotated[
@@ -138,12 +132,14 @@ def list_(
     """List tools with their version, status, uses, success rate, utility and source."""
     if status is not None and status not in STATUSES:
         raise _fail(f"unknown status {status!r}; valid: {', '.join(STATUSES)}")
+    from toolsmith.transfer import tool_row
+
     with _registry(namespace, config, read_only=True) as reg:
         wanted = cast("ToolStatus | None", status)
         tools = reg.list_tools(wanted) if reg is not None else []
     if json_out:
         for t in tools:
-            print(json.dumps(_row(t), sort_keys=True))
+            print(json.dumps(tool_row(t), sort_keys=True))
         return
     table = Table(title=f"tools ({len(tools)})")
     for col in ("name", "kind", "version", "status", "uses", "success", "utility", "source"):
@@ -165,10 +161,12 @@ def list_(
 @app.command()
 def show(name: NameArg, namespace: NamespaceOpt = None, config: ConfigOpt = None) -> None:
     """Print one tool as JSON: body, doc, status and reason, usage, and every version."""
+    from toolsmith.transfer import tool_row
+
     with _registry(namespace, config, read_only=True) as reg:
         found, tool = _need(reg, name)
         history = found.versions(name)[:-1]
-    data = _row(tool)
+    data = tool_row(tool)
     data["versions"] = [v.model_dump(mode="json") for v in history]
     print(json.dumps(data, indent=2))
 
@@ -227,52 +225,16 @@ def export_(
     config: ConfigOpt = None,
 ) -> None:
     """Write every tool of the namespace (with its earlier versions) as JSON lines."""
+    from toolsmith.transfer import export_rows
+
     with _registry(namespace, config, read_only=True) as reg:
-        rows = []
-        tools = reg.list_tools() if reg is not None else []
-        for t in tools:
-            row = _row(t)
-            history = reg.versions(t.name)[:-1] if reg is not None else []
-            row["versions"] = [v.model_dump(mode="json") for v in history]
-            rows.append(row)
+        rows = list(export_rows(reg)) if reg is not None else []
     try:
         n = write_jsonl(rows, out_file)
     except EvolventError as e:
         raise _fail(str(e)) from None
     if out_file is not None:
         err.print(f"exported {n} tools to {out_file}")
-
-
-def _imported(where: str, row: Any) -> tuple[Tool, list[Tool]]:
-    """An exported row: the tool and its earlier versions, checked as `enable` and the
-    synthesizer would (a code tool that could run must pass the static check)."""
-    from toolsmith.models import Tool
-    from toolsmith.static import static_problems
-
-    tool = parse_row(Tool, row, where, "a tool")
-    raw = row.get("versions", []) if isinstance(row, dict) else []
-    if not isinstance(raw, list):
-        raise EvolventError(f"{where}: versions must be a list; nothing imported")
-    history = [parse_row(Tool, v, f"{where} (versions)", "a tool version") for v in raw]
-    if any(v.name != tool.name or v.version >= tool.version for v in history) or len(
-        {v.version for v in history}
-    ) != len(history):
-        raise EvolventError(
-            f"{where}: the versions of {tool.name!r} must be its own, each once and older "
-            f"than v{tool.version}; nothing imported"
-        )
-    if tool.args:
-        raise EvolventError(f"{where}: {tool.name!r} is an offer (args set), not a tool")
-    if tool.kind == "code" and tool.status != "rejected":
-        problems = static_problems(tool.code or "")
-        if tool.tests:
-            problems += static_problems(tool.tests, tests=True)
-        if problems:
-            raise EvolventError(
-                f"{where}: code tool {tool.name!r} fails the static check ({problems[0]}); "
-                "nothing imported"
-            )
-    return tool, history
 
 
 @app.command("import")
@@ -285,35 +247,23 @@ def import_(
 
     Every row is checked before anything is written; a name the namespace already has is
     an error (delete it first, or import into another --namespace)."""
-    try:
-        rows = [_imported(f"{in_file}:{n}", row) for n, row in read_jsonl(in_file)]
-    except EvolventError as e:
-        raise _fail(str(e)) from None
-    names = [tool.name for tool, _ in rows]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise _fail(f"{in_file}: {', '.join(twice)} more than once; nothing imported")
-    path, ns = registry_path(config, namespace)
     from toolsmith.sqlite_registry import SqliteToolRegistry
+    from toolsmith.transfer import ToolNamesTaken, check_unique, import_rows, imported
 
     try:
+        rows = [imported(row, f"{in_file}:{n}") for n, row in read_jsonl(in_file)]
+        check_unique(rows, str(in_file))
+        path, ns = registry_path(config, namespace)
         reg = SqliteToolRegistry(path, _LazyEmbedder(), ns)
     except EvolventError as e:
         raise _fail(str(e)) from None
     try:
-        with reg.atomic():  # all or nothing
-            taken = [n for n in names if reg.get(n) is not None]
-            if taken:
-                raise _fail(
-                    f"namespace {ns!r} already has {', '.join(taken)}; nothing imported "
-                    "(delete them first, or import into another --namespace)",
-                    code=1,
-                )
-            for tool, history in rows:
-                reg.import_tool(tool, history)
+        n = import_rows(reg, rows)
+    except ToolNamesTaken as e:
+        raise _fail(str(e), code=1) from None
     finally:
         reg.close()
-    err.print(f"imported {len(rows)} tools into namespace {ns}")
+    err.print(f"imported {n} tools into namespace {ns}")
 
 
 @app.command()
