@@ -221,6 +221,33 @@ class EvolventClient:
     def delete_tool(self, name: str) -> None:
         self._send("DELETE", f"/v1/tools/{_q(name)}")
 
+    def tool_versions(self, name: str) -> list[Tool]:
+        """Every version of ``name``, oldest first."""
+        rows = self._json("GET", f"/v1/tools/{_q(name)}/versions")
+        return [Tool.model_validate(t) for t in rows]
+
+    def rollback_tool(self, name: str, version: int) -> Tool:
+        body = {"version": version}
+        return Tool.model_validate(self._json("POST", f"/v1/tools/{_q(name)}/rollback", json=body))
+
+    def export_tools(self) -> Iterator[dict[str, Any]]:
+        """Every tool as its export row (the tool's fields and ``versions``)."""
+        with self.http.stream("GET", "/v1/tools/export", headers=self.headers) as resp:
+            if resp.status_code >= 400:
+                resp.read()
+                _raise(resp)
+            for line in resp.iter_lines():
+                if line.strip():
+                    yield json.loads(line)
+
+    def import_tools(self, rows: Iterable[dict[str, Any]]) -> int:
+        """Import export rows (``export_tools``); all or none."""
+        body = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+        headers = {**self.headers, "Content-Type": "application/x-ndjson"}
+        return int(
+            self._json("POST", "/v1/tools/import", content=body, headers=headers)["imported"]
+        )
+
     # -- operations -------------------------------------------------------------------
 
     def healthy(self) -> bool:

@@ -246,6 +246,15 @@ class ImportResult(BaseModel):
     imported: int
 
 
+class ToolRollback(BaseModel):
+    """``POST /v1/tools/{name}/rollback``'s body."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    version: JsonInt = Field(ge=1, le=1_000_000)
+    """The version whose body and doc come back (as a new version)."""
+
+
 class Health(BaseModel):
     status: Literal["ok"]
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
@@ -20,12 +18,11 @@ from agent.server.models import (
     error_responses,
     optional_schema,
 )
+from agent.server.ndjson import NDJSON_BODY, NDJSON_RESPONSE, body_lines, read_body, stream
 from memory.records import MemoryKind, MemoryRecord
 from memory.store import KINDS, MemoryStore
 
 router = APIRouter(prefix="/v1/memories", tags=["memories"], responses=error_responses(401, 422))
-
-NDJSON = "application/x-ndjson"
 
 
 def get_memory(
@@ -100,14 +97,10 @@ def _page(store: MemoryStore, kinds: list[MemoryKind], limit: int, offset: int) 
     "/export",
     summary="Every memory of the namespace as JSON lines",
     response_class=StreamingResponse,
-    responses={200: {"content": {NDJSON: {"schema": {"type": "string"}}}}},
+    responses=NDJSON_RESPONSE,
 )
 def export_memories(store: Memory) -> StreamingResponse:
-    def lines() -> Iterator[bytes]:
-        for row in store.export():
-            yield (json.dumps(row, sort_keys=True) + "\n").encode()
-
-    return StreamingResponse(lines(), media_type=NDJSON)
+    return stream(store.export())
 
 
 @router.post(
@@ -115,33 +108,20 @@ def export_memories(store: Memory) -> StreamingResponse:
     response_model=ImportResult,
     summary="Import memories from JSON lines (as written by export)",
     responses=error_responses(413),
-    openapi_extra={
-        "requestBody": {
-            "required": False,
-            "content": {NDJSON: {"schema": {"type": "string"}}},
-        }
-    },
+    openapi_extra=NDJSON_BODY,
 )
 async def import_memories(request: Request, store: Memory) -> ImportResult:
     """Ids, values and provenance are kept; a record with an existing id replaces it.
     Nothing is imported when any line is invalid (422 names the line)."""
-    body = bytearray()
-    async for chunk in request.stream():  # the body limit middleware caps this
-        body += chunk
-    records = await run_in_threadpool(_parse_jsonl, bytes(body))
+    body = await read_body(request)
+    records = await run_in_threadpool(_parse_jsonl, body)
     n = await run_in_threadpool(store.import_records, records)
     return ImportResult(imported=n)
 
 
 def _parse_jsonl(body: bytes) -> list[MemoryRecord]:
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise HTTPException(422, "the body is not UTF-8 text") from None
     rows: list[MemoryRecord] = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
+    for lineno, line in body_lines(body):
         try:
             rec = MemoryRecord.model_validate_json(line)
         except ValidationError as e:

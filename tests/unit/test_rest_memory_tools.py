@@ -140,6 +140,68 @@ def test_tools_list_get_disable_enable_and_isolation(evolvent_home: Path) -> Non
         assert err.value.status_code == 404
 
 
+def test_tools_versions_rollback_export_and_import(evolvent_home: Path) -> None:
+    with serve(evolvent_home) as s:
+        registry = s.deps.toolsmith("alpha").registry
+        registry.register(macro("macro-north-key"))
+        registry.register(macro("macro-north-key").model_copy(update={"doc": "second doc"}))
+        registry.register(macro("macro-bad", status="rejected"))
+        assert [(t.version, t.doc) for t in s.a.tool_versions("macro-north-key")] == [
+            (1, "Runs: go north; take key"),
+            (2, "second doc"),
+        ]
+        back = s.a.rollback_tool("macro-north-key", 1)
+        assert (back.version, back.doc, back.change) == (
+            3,
+            "Runs: go north; take key",
+            "rolled back to v1",
+        )
+        for body, status, expected in [
+            ({"version": 7}, 404, "has no version 7; it has v1, v2, v3"),
+            ({"version": 0}, 422, "version"),
+            ({"version": "1"}, 422, "must be an integer"),
+            ({"version": 1, "x": 1}, 422, "x"),
+        ]:
+            r = s.http.post("/v1/tools/macro-north-key/rollback", json=body, headers=auth(A))
+            assert r.status_code == status and expected in r.text, r.text
+        for path in ("/versions", "/rollback"):
+            method = "GET" if path == "/versions" else "POST"
+            r = s.http.request(
+                method, f"/v1/tools/macro-north-key{path}", headers=auth(B), json={"version": 1}
+            )
+            assert r.status_code == 404, path  # another namespace's tool does not exist
+
+        rows = list(s.a.export_tools())
+        assert [(r["name"], len(r["versions"])) for r in sorted(rows, key=lambda r: r["name"])] == [
+            ("macro-bad", 0),
+            ("macro-north-key", 2),
+        ]
+        assert s.b.import_tools(rows) == 2
+        copied = s.deps.toolsmith("beta").registry
+        assert copied.versions("macro-north-key") == registry.versions("macro-north-key")
+        with pytest.raises(ApiError) as err:
+            s.b.import_tools(rows[:1])
+        assert err.value.status_code == 409 and "already has" in err.value.detail
+        evil = {
+            "name": "evil",
+            "kind": "code",
+            "doc": "d",
+            "code": "import os\ndef run(observation, admissible):\n    return []",
+        }
+        ndjson = {**auth(A), "Content-Type": "application/x-ndjson"}
+        cases: list[tuple[str | bytes, str]] = [
+            ("{not json}\n", "line 1: not JSON"),
+            ('{"name": "x"}\n', "line 1: not a tool (kind: Field required)"),
+            (json.dumps(evil), "line 1: code tool 'evil' fails the static check (imports os"),
+            (b"\xff\xfe", "not UTF-8"),
+            (json.dumps(rows[0]) + "\n" + json.dumps(rows[0]), "more than once"),
+        ]
+        for body, expected in cases:
+            r = s.http.post("/v1/tools/import", content=body, headers=ndjson)
+            assert r.status_code == 422 and expected in r.json()["detail"], r.text
+        assert registry.get("evil") is None
+
+
 def test_tools_mined_by_runs_show_up(evolvent_home: Path) -> None:
     with serve(evolvent_home) as s:
         for _ in range(2):  # two wins with the same procedure: a macro is mined
