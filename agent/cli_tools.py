@@ -1,5 +1,5 @@
 """``evolvent tools ...``: list, inspect, disable, enable, roll back, export, import and delete
-learned tools.
+learned tools; list the stored episodes macros are mined from.
 
 The registry is ``<memory.path>/tools.sqlite`` (one file, rows per namespace). Read-only
 commands never create it; an agent may be running on it at the same time.
@@ -154,6 +154,38 @@ def list_(
             f"{t.success_rate:.0%}" if t.uses else "-",
             f"{t.utility:.2f}",
             _source(t),
+        )
+    out.print(table)
+
+
+@app.command()
+def episodes(
+    env: Annotated[str | None, typer.Option("--env", help="Only this environment id.")] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="One JSON object per line, with the actions.")
+    ] = False,
+    namespace: NamespaceOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """List the stored successful episodes macros are mined from and replayed on."""
+    with _registry(namespace, config, read_only=True) as reg:
+        stored = reg.trajectories(env) if reg is not None else []
+    if json_out:
+        for t in stored:
+            print(json.dumps(t.model_dump(mode="json"), sort_keys=True))
+        return
+    table = Table(title=f"stored episodes ({len(stored)})")
+    for col in ("episode", "env", "seed", "score", "actions", "by tools", "first actions"):
+        table.add_column(col)
+    for t in stored:
+        table.add_row(
+            t.episode_id,
+            t.env_id,
+            "-" if t.seed is None else str(t.seed),
+            "-" if t.score is None else f"{t.score:g}",
+            str(len(t.actions)),
+            str(sum(t.from_tool)),
+            "; ".join(t.actions[:3]) + ("; ..." if len(t.actions) > 3 else ""),
         )
     out.print(table)
 

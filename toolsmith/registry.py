@@ -71,8 +71,8 @@ class ToolRegistry(ABC):
         newest ``keep`` of its environment are kept."""
 
     @abstractmethod
-    def trajectories(self, env_id: str) -> list[Trajectory]:
-        """Stored episodes of ``env_id``, oldest first."""
+    def trajectories(self, env_id: str | None = None) -> list[Trajectory]:
+        """Stored episodes of ``env_id`` (of every environment when None), oldest first."""
 
     @contextmanager
     def atomic(self) -> Iterator[None]:
@@ -262,6 +262,9 @@ class InProcessToolRegistry(ToolRegistry):
             for old in list(by_id)[: max(0, len(by_id) - keep)]:
                 del by_id[old]
 
-    def trajectories(self, env_id: str) -> list[Trajectory]:
+    def trajectories(self, env_id: str | None = None) -> list[Trajectory]:
         with self.atomic():
-            return [t.model_copy(deep=True) for t in self._trajs.get(env_id, {}).values()]
+            if env_id is not None:
+                return [t.model_copy(deep=True) for t in self._trajs.get(env_id, {}).values()]
+            every = [t for by_id in self._trajs.values() for t in by_id.values()]
+            return [t.model_copy(deep=True) for t in sorted(every, key=lambda t: t.created_at)]

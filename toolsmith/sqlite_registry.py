@@ -247,11 +247,12 @@ class SqliteToolRegistry(ToolRegistry):
                 (self.namespace, trajectory.env_id, self.namespace, trajectory.env_id, keep),
             )
 
-    def trajectories(self, env_id: str) -> list[Trajectory]:
+    def trajectories(self, env_id: str | None = None) -> list[Trajectory]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT data FROM trajectories WHERE namespace=? AND env_id=? ORDER BY rowid",
-                (self.namespace, env_id),
+                "SELECT data FROM trajectories WHERE namespace=? AND (? IS NULL OR env_id=?)"
+                " ORDER BY rowid",
+                (self.namespace, env_id, env_id),
             ).fetchall()
         return [Trajectory.model_validate_json(r[0]) for r in rows]
 

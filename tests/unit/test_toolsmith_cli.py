@@ -1,5 +1,5 @@
-"""``evolvent tools``: list, show, disable, enable, rollback, export, import, delete, reset;
-one-line errors."""
+"""``evolvent tools``: list, show, episodes, disable, enable, rollback, export, import, delete,
+reset; one-line errors."""
 
 from __future__ import annotations
 
@@ -226,3 +226,23 @@ def test_import_checks_every_row_first(mem: Path, tmp_path: Path) -> None:
     assert [t.version for t in reg.versions("m")] == [1, 2]
     assert reg.get("evil").status == "rejected"  # type: ignore[union-attr]
     reg.close()
+
+
+def test_episodes_lists_what_macros_are_mined_from(mem: Path) -> None:
+    r = runner.invoke(app, ["episodes"])
+    assert r.exit_code == 0 and "stored episodes (0)" in r.output
+    reg = SqliteToolRegistry(mem / "tools.sqlite", HashingEmbedder())
+    actions = ["go west", "take key", "go east", "open chest"]
+    reg.add_trajectory(Trajectory(episode_id="run-1-0", env_id="toy:keys", seed=5, actions=actions))
+    reg.add_trajectory(Trajectory(episode_id="run-2-0", env_id="tw", actions=["a", "b"], score=3))
+    reg.close()
+    r = runner.invoke(app, ["episodes"])
+    assert r.exit_code == 0 and "stored episodes (2)" in r.output, r.output
+    assert "run-1-0" in r.output and "go west; take key; go east; ..." in r.output
+    rows = [
+        json.loads(x)
+        for x in runner.invoke(app, ["episodes", "--json", "--env", "tw"]).output.splitlines()
+    ]
+    assert [(row["episode_id"], row["actions"], row["score"]) for row in rows] == [
+        ("run-2-0", ["a", "b"], 3.0)
+    ]

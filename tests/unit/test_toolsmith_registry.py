@@ -129,6 +129,8 @@ def test_trajectories_replace_by_episode_and_keep_newest(reg: ToolRegistry) -> N
     assert [t.episode_id for t in got] == ["e1", "e2", "e3"]
     assert got[-1].actions == ["b"] and got[-1].seed == 1
     assert reg.trajectories("other") == []
+    reg.add_trajectory(Trajectory(episode_id="w1", env_id="tw", actions=["c"], created_at=1e10))
+    assert [t.episode_id for t in reg.trajectories()] == ["e1", "e2", "e3", "w1"]
 
 
 def test_delete_forgets_a_tool_and_its_history(reg: ToolRegistry) -> None:
