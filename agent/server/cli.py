@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -30,6 +32,10 @@ def serve(
     """Serve the agent over HTTP (REST + server-sent events).
 
     API keys come from EVOLVENT_API_KEYS="KEY:NAMESPACE,..." or api_keys in the config file."""
+    problem = _bind_problem(host, port)
+    if problem is not None:  # before the stores are opened and the app is built
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2)
     import uvicorn
 
     from agent.errors import EvolventError
@@ -55,6 +61,27 @@ def serve(
         uvicorn.run(create_app(deps), host=host, port=port, log_level="info", access_log=False)
     finally:
         deps.close()
+
+
+def _bind_problem(host: str, port: int) -> str | None:
+    """Why the server could not listen on ``host:port`` (None: it can), found by binding a
+    socket as uvicorn will and closing it again."""
+    if not host.strip():
+        return "--host must not be blank (127.0.0.1 for this machine, 0.0.0.0 for every interface)"
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        return f"cannot resolve --host {host!r}: {e.strerror}"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                return f"port {port} is in use on {host}; pick another --port (0: a free one)"
+            return f"cannot listen on {host}:{port}: {e.strerror or e}"
+    return None
 
 
 def _is_loopback(host: str) -> bool:

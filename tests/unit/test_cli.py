@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +43,27 @@ def test_help_rewraps_docstring_paragraphs() -> None:
     r = runner.invoke(app, ["tools", "--help"], env=wide)
     assert "Delete tools with their version history (all the names given, or none)." in r.output
     assert "``" not in r.output
+
+
+def test_serve_refuses_a_host_or_port_it_cannot_listen_on(
+    evolvent_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EVOLVENT_API_KEYS", "k:ns")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cases = [
+            (["--port", str(port)], f"port {port} is in use on 127.0.0.1; pick another --port"),
+            (["--host", " "], "--host must not be blank"),
+            (["--host", "no-such-host.invalid"], "cannot resolve --host 'no-such-host.invalid'"),
+            (["--host", "192.0.2.1"], "cannot listen on 192.0.2.1:8080"),  # not this machine's
+        ]
+        for args, message in cases:
+            r = runner.invoke(app, ["serve", *args])
+            assert r.exit_code == 2 and message in r.output, (args, r.output)
+            assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
+    assert not (evolvent_home / "memory").exists()  # refused before any store was opened
 
 
 def test_unknown_env_lists_valid_ones(evolvent_home: Path) -> None:
