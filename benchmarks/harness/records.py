@@ -6,8 +6,10 @@ and the schedule it was started with.
   played and removed once it is learned from and logged. A resume learns from it instead of
   playing it again, so an episode is learned from exactly once, against the memory of its
   batch.
-* ``OUT/bench.json``: executor and concurrency (they decide what an arm learns: a resume must
-  keep them) and the tag that keeps this run's namespaces apart on a shared Chroma server.
+* ``OUT/bench.json``: what the recorded episodes are episodes of (environment, seeds, step
+  limit) and the executor and concurrency (they decide what an arm learns): a resume must
+  keep them all. Arms and repeats may be added. Also the tag that keeps this run's
+  namespaces apart on a shared Chroma server.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from agent.deferred import PlayedEpisode
-from benchmarks.harness.spec import BenchSpec, BenchSpecError
+from benchmarks.harness.spec import BenchSpec, BenchSpecError, format_seeds
 
 EPISODES_FILE = "episodes.jsonl"
 RUN_FILE = "bench.json"
@@ -120,16 +122,36 @@ class RunInfo(BaseModel):
     concurrency: int
     tag: str = ""
     """Suffix of this run's memory namespaces when memory is on a (shared) Chroma server."""
+    env: str | None = None
+    train_seeds: list[int] | None = None
+    test_seeds: list[int] | None = None
+    max_steps: int | None = None
+    """The step limit the episodes were played with (None in files from before it was kept,
+    with the environment and the seeds)."""
 
     @classmethod
-    def settle(cls, out: Path, spec: BenchSpec, *, started: bool) -> RunInfo:
+    def settle(
+        cls,
+        out: Path,
+        spec: BenchSpec,
+        *,
+        records: dict[EpisodeKey, dict[str, Any]],
+        max_steps: int,
+    ) -> RunInfo:
         """The run info of ``out``: checked against ``spec``, or written for a new run.
 
-        ``started``: ``out`` already holds episodes (a directory from before this file
-        existed keeps untagged namespaces). Raises ``BenchSpecError`` when ``spec`` would
-        change the schedule of a run half done.
+        ``records``: the episodes ``out`` already holds (a directory from before this file
+        existed keeps untagged namespaces); ``max_steps``: this run's step limit. Raises
+        ``BenchSpecError`` when ``spec`` would mix its episodes with another run's or change
+        the schedule of a run half done.
         """
         path = out / RUN_FILE
+        wanted = {
+            "env": spec.env,
+            "train_seeds": spec.train_seeds,
+            "test_seeds": spec.test_seeds,
+            "max_steps": max_steps,
+        }
         if path.is_file():
             try:
                 info = cls.model_validate_json(path.read_text(encoding="utf-8"))
@@ -141,11 +163,48 @@ class RunInfo(BaseModel):
                     f"{info.concurrency}; resume with the same (the schedule decides what an "
                     "arm learns) or use another --out"
                 )
+            kept = info.model_dump(include=set(wanted))
+            if any(v is None for v in kept.values()):  # kept since: check the records
+                _check_records(out, spec, records)
+                info = info.model_copy(update=wanted)
+                _write_atomic(path, info.model_dump_json(indent=1))
+            elif kept != wanted:
+                raise BenchSpecError(_mismatch(out, kept, wanted))
             return info
+        _check_records(out, spec, records)
         info = cls(
             executor=spec.executor,
             concurrency=spec.concurrency,
-            tag="" if started else uuid.uuid4().hex[:6],
+            tag="" if records else uuid.uuid4().hex[:6],
+            **wanted,
         )
         _write_atomic(path, info.model_dump_json(indent=1))
         return info
+
+
+def _options(values: dict[str, Any]) -> str:
+    return (
+        f"--env {values['env']} --train-seeds {format_seeds(values['train_seeds'])} "
+        f"--test-seeds {format_seeds(values['test_seeds'])} --max-steps {values['max_steps']}"
+    )
+
+
+def _mismatch(out: Path, kept: dict[str, Any], wanted: dict[str, Any]) -> str:
+    return (
+        f"{out} was started with {_options(kept)}, not {_options(wanted)}; resume with the "
+        "same options (arms and repeats may be added) or use another --out"
+    )
+
+
+def _check_records(out: Path, spec: BenchSpec, records: dict[EpisodeKey, dict[str, Any]]) -> None:
+    """Episodes recorded before ``bench.json`` kept the environment and seeds: each must be
+    the episode ``spec`` would play under its key."""
+    for (arm, repeat, phase, index), record in sorted(records.items()):
+        seeds = spec.stream(repeat) if phase == "train" else spec.test_seeds
+        seed = seeds[index] if index < len(seeds) else None
+        if record.get("env") != spec.env or record.get("seed") != seed:
+            raise BenchSpecError(
+                f"{out} holds episodes of another run: {key_name((arm, repeat, phase, index))} "
+                f"played {record.get('env')} seed {record.get('seed')}, where this run plays "
+                f"{spec.env} seed {seed}; resume with the same options or use another --out"
+            )

@@ -125,7 +125,12 @@ class BenchRunner:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise ConfigError(f"cannot make the output folder {out}: {e.strerror or e}") from None
-        self.info = RunInfo.settle(self.spec.out, self.spec, started=bool(self.records))
+        self.info = RunInfo.settle(
+            self.spec.out,
+            self.spec,
+            records=self.records,
+            max_steps=self.spec.max_steps or self.base.limits.max_steps,
+        )
         self.console.print(
             f"schedule: {self.spec.schedule}; executor: {self.spec.executor}", highlight=False
         )

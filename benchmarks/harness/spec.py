@@ -45,6 +45,20 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def format_seeds(seeds: list[int]) -> str:
+    """The inverse of ``parse_seeds``: runs of consecutive seeds as ``A-B``."""
+    parts: list[str] = []
+    start = prev = None
+    for seed in [*seeds, None]:
+        if prev is not None and seed == prev + 1:
+            prev = seed
+            continue
+        if start is not None:
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+        start = prev = seed
+    return ",".join(parts)
+
+
 class BenchSpec(BaseModel):
     """One benchmark: train on a stream of seeds, evaluate frozen on held-out seeds."""
 

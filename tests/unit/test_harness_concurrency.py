@@ -476,6 +476,36 @@ def test_a_resume_must_keep_the_schedule(tmp_path: Path) -> None:
         spec(out, executor="dask")
 
 
+def test_a_resume_must_play_the_same_episodes(tmp_path: Path) -> None:
+    """Records are matched by (arm, repeat, phase, index): another environment, other seeds
+    or another step limit in the same --out would be reported as if they had been played."""
+    out = tmp_path / "out"
+    first = bench(out, Site(), tmp_path / "h", arms="frozen", train_seeds="0-1")
+    assert len(first) == 2 + 2 * 3
+    was = "--env toy:keys --train-seeds 0-1 --test-seeds 100-102 --max-steps 6"
+    for change, now in [
+        ({"env": "textworld:coin_collector"}, "--env textworld:coin_collector --train"),
+        ({"train_seeds": "0-2"}, "--train-seeds 0-2 --test-seeds"),
+        ({"test_seeds": "100-101,105"}, "--test-seeds 100-101,105 --max-steps"),
+        ({"max_steps": 7}, "--test-seeds 100-102 --max-steps 7"),
+    ]:
+        with pytest.raises(BenchSpecError, match=f"started with {was}, not .*{now}"):
+            bench(out, Site(), tmp_path / "h", **{"arms": "frozen", "train_seeds": "0-1", **change})
+    # Arms and repeats may be added; the episodes played are kept.
+    more = bench(out, Site(), tmp_path / "h", arms="frozen,episodic", train_seeds="0-1")
+    assert len(more) == 2 * len(first)
+    # A folder from before bench.json kept the options: its records are checked instead.
+    info = json.loads((out / "bench.json").read_text())
+    (out / "bench.json").write_text(json.dumps({k: info[k] for k in ("executor", "concurrency")}))
+    with pytest.raises(
+        BenchSpecError,
+        match="r0-train-0 played toy:keys seed 0, where this run plays toy:keys seed 5",
+    ):
+        bench(out, Site(), tmp_path / "h", arms="frozen", train_seeds="5-6")
+    assert len(bench(out, Site(), tmp_path / "h", arms="frozen", train_seeds="0-1")) == len(more)
+    assert json.loads((out / "bench.json").read_text())["train_seeds"] == [0, 1]
+
+
 def test_bench_command_rejects_bad_executor_options(tmp_path: Path) -> None:
     app = typer.Typer()
     app.command()(bench_command)
