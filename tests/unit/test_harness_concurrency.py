@@ -483,12 +483,13 @@ def test_a_resume_must_play_the_same_episodes(tmp_path: Path) -> None:
     first = bench(out, Site(), tmp_path / "h", arms="frozen", train_seeds="0-1")
     assert len(first) == 2 + 2 * 3
     was = "--env toy:keys --train-seeds 0-1 --test-seeds 100-102 --max-steps 6"
-    for change, now in [
+    changes: list[tuple[dict[str, Any], str]] = [
         ({"env": "textworld:coin_collector"}, "--env textworld:coin_collector --train"),
         ({"train_seeds": "0-2"}, "--train-seeds 0-2 --test-seeds"),
         ({"test_seeds": "100-101,105"}, "--test-seeds 100-101,105 --max-steps"),
         ({"max_steps": 7}, "--test-seeds 100-102 --max-steps 7"),
-    ]:
+    ]
+    for change, now in changes:
         with pytest.raises(BenchSpecError, match=f"started with {was}, not .*{now}"):
             bench(out, Site(), tmp_path / "h", **{"arms": "frozen", "train_seeds": "0-1", **change})
     # Arms and repeats may be added; the episodes played are kept.
