@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -30,6 +30,8 @@ EndpointKind = Literal["auto", "llamacpp", "vllm", "openai"]
 
 class LLMSettings(BaseModel):
     """The backbone LLM."""
+
+    model_config = ConfigDict(extra="forbid")
 
     base_url: str | None = None
     """OpenAI-compatible base URL (e.g. ``http://127.0.0.1:8000/v1`` for ``vllm serve``).
@@ -64,6 +66,8 @@ class LLMSettings(BaseModel):
 
 class MemorySettings(BaseModel):
     """Where learned state lives."""
+
+    model_config = ConfigDict(extra="forbid")
 
     path: Path | None = None
     """Directory of the embedded store (Chroma PersistentClient, tool registry);
@@ -135,6 +139,8 @@ class MemorySettings(BaseModel):
 class SandboxSettings(BaseModel):
     """Where synthesized code runs."""
 
+    model_config = ConfigDict(extra="forbid")
+
     backend: Literal["auto", "bwrap", "docker", "subprocess"] = "auto"
     """``auto`` picks docker when an engine is reachable, else bwrap, else subprocess."""
     timeout_s: float = Field(default=10.0, gt=0)
@@ -143,6 +149,8 @@ class SandboxSettings(BaseModel):
 
 class LimitSettings(BaseModel):
     """Typed stop conditions of an episode."""
+
+    model_config = ConfigDict(extra="forbid")
 
     max_steps: int = Field(default=20, ge=1, le=10_000)
     """Environment actions per episode."""
@@ -160,6 +168,8 @@ Durability = Literal["sync", "async", "exit"]
 
 class AgentSettings(BaseModel):
     """Prompting knobs of the nodes."""
+
+    model_config = ConfigDict(extra="forbid")
 
     plan_max_tokens: int = Field(default=48, ge=0)
     """Tokens for the planner's subgoals (0 disables the LLM plan)."""
@@ -357,5 +367,20 @@ def _format_validation(e: ValidationError) -> str:
     lines = []
     for err in e.errors():
         loc = ".".join(str(p) for p in err["loc"])
-        lines.append(f"{loc}: {err['msg']}")
+        if err["type"] == "extra_forbidden":  # a typo, most likely: say what there is
+            lines.append(f"{loc}: unknown setting (valid: {', '.join(_valid_keys(err['loc']))})")
+        else:
+            lines.append(f"{loc}: {err['msg']}")
     return "invalid settings: " + "; ".join(lines)
+
+
+def _valid_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The setting names of the section that ``loc`` (an unknown key) is in."""
+    model: type[BaseModel] = Settings
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return sorted(model.model_fields)

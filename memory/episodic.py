@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from memory.base import VectorBackend
 from memory.embeddings import Embedder, Vectors
@@ -25,6 +25,8 @@ from memory.records import MemoryHit, MemoryRecord, Provenance, new_id
 
 class EpisodicParams(BaseModel):
     """Parameters of the MemRL retrieval and update rule."""
+
+    model_config = ConfigDict(extra="forbid")
 
     delta: float = Field(default=0.5, ge=-1, le=1)
     """Similarity threshold of phase A."""

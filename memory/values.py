@@ -46,7 +46,7 @@ from itertools import accumulate
 from typing import NamedTuple
 
 import numpy as np
-from pydantic import BaseModel, Field, field_serializer, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 from memory.actions import ActionProposal, discounted_returns
 from memory.base import VectorBackend
@@ -66,6 +66,8 @@ whose fits cost less than starting a process, never start one."""
 
 class ValueParams(BaseModel):
     """How the value function is learned and explored."""
+
+    model_config = ConfigDict(extra="forbid")
 
     gamma: float = Field(default=0.9, ge=0, le=1)
     """Discount of later rewards in a step's return."""

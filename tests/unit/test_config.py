@@ -37,6 +37,29 @@ def test_yaml_and_errors(evolvent_home: Path, tmp_path: Path) -> None:
         load_settings(None, **{"memory.namespace": "no spaces please"})
 
 
+def test_an_unknown_setting_is_refused_with_the_valid_names(
+    evolvent_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A misspelt key in any section would otherwise be ignored without a word."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[llm]\nbase_ulr = "http://x"\n[memory.values]\ngama = 0.5\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg)
+    message = str(info.value)
+    assert "llm.base_ulr: unknown setting (valid: api_key, backoff_s, base_url," in message
+    assert "memory.values.gama: unknown setting (valid: " in message and " gamma, " in message
+    monkeypatch.setenv("EVOLVENT_LIMITS__MAX_STPES", "5")
+    with pytest.raises(ConfigError, match=r"limits\.max_stpes: unknown setting \(valid: "):
+        load_settings(None)
+    monkeypatch.delenv("EVOLVENT_LIMITS__MAX_STPES")
+    with pytest.raises(ConfigError, match=r"agent\.nope: unknown setting"):
+        load_settings(None, **{"agent.nope": 1})
+    top = tmp_path / "top.toml"
+    top.write_text("bogus = 1\n")
+    with pytest.raises(ConfigError, match=r"bogus: unknown setting \(valid: agent, api_keys,"):
+        load_settings(top)
+
+
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
