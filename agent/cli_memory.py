@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.console import Console
@@ -20,7 +20,7 @@ from agent.errors import EvolventError
 from agent.jsonl import parse_row, read_jsonl, write_jsonl
 
 if TYPE_CHECKING:
-    from memory.records import MemoryRecord
+    from memory.records import MemoryKind, MemoryRecord
     from memory.store import MemoryStore
 
 err = Console(stderr=True)
@@ -138,20 +138,28 @@ def search(
     namespace: NamespaceOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Retrieve memories as the agent would (episodes: two-phase similarity + Q ranking)."""
+    """Retrieve memories as the agent would (episodes: two-phase similarity + Q ranking;
+    action and value records, which the agent does not retrieve by text: plain similarity)."""
     _check_kind(kind)
+    kind = kind or "episode"
+    if not query.strip():
+        raise _fail("the query must not be blank")
+    rows: list[tuple[str, str, str, str, str]] = []
     with _store(namespace, config, read_only=True) as store:
-        if kind == "note":
-            hits = store.notes.retrieve(query, k=k)
-        elif kind == "experience":
-            hits = store.experiences.retrieve(query, k=k)
+        if kind in ("action", "value"):
+            for rec, sim in store.nearest(query, [cast("MemoryKind", kind)], k):
+                rows.append((rec.id, f"{sim:.3f}", f"{rec.q:+.2f}", "-", _clip(rec.text, 70)))
         else:
-            hits = store.episodes.retrieve(query, k=k)
+            memory = {"note": store.notes, "experience": store.experiences}.get(kind)
+            hits = (memory or store.episodes).retrieve(query, k=k)
+            for h in hits:
+                row = (h.id, f"{h.similarity:.3f}", f"{h.q:+.2f}", f"{h.score:+.2f}", h.text)
+                rows.append((*row[:4], _clip(row[4], 70)))
     t = Table(title=f"{kind} memories for: {_clip(query, 60)}")
     for col in ("id", "similarity", "Q", "score", "text"):
         t.add_column(col)
-    for h in hits:
-        t.add_row(h.id, f"{h.similarity:.3f}", f"{h.q:+.2f}", f"{h.score:+.2f}", _clip(h.text, 70))
+    for row in rows:
+        t.add_row(*row)
     out.print(t)
 
 
