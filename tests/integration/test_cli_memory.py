@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from agent.cli import app
-from memory import MemoryStore, default_embedder
-from memory.records import Provenance
+from agent.cli import app, main
+from memory import HashingEmbedder, MemoryStore, default_embedder
+from memory.records import MemoryRecord, Provenance
 
 pytestmark = pytest.mark.integration
 
@@ -100,3 +101,45 @@ def test_bad_input_is_one_clear_line(evolvent_home: Path, tmp_path: Path) -> Non
     bad.write_bytes(b'{"id": "n1"}\n\xff\xfe\n')
     r = runner.invoke(app, ["memory", "import", str(bad)])
     assert r.exit_code == 2 and "bad.jsonl: not UTF-8 text; nothing imported" in r.output
+
+
+def test_search_by_kind_and_errors_outside_commands(
+    evolvent_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ep, _ = _fill(evolvent_home)
+    store = MemoryStore.open(
+        path=evolvent_home / "memory", namespace="default", embedder=default_embedder()
+    )
+    try:
+        store.import_records(
+            [
+                MemoryRecord(
+                    id="v-1", kind="value", key="take the red potato", text="take red potato"
+                )
+            ]
+        )
+    finally:
+        store.close()
+    # Value (and action) records are searched by plain similarity, not as episodes.
+    r = runner.invoke(app, ["memory", "search", "red potato", "--kind", "value"])
+    assert r.exit_code == 0 and "v-1" in r.output and ep not in r.output, r.output
+    r = runner.invoke(app, ["memory", "search", "  "])
+    assert r.exit_code == 2 and "the query must not be blank" in r.output
+
+    # A store embedded by another model (a Python API user's own embedder) is one line from
+    # any command, not a traceback.
+    other = MemoryStore.open(
+        path=evolvent_home / "memory", namespace="hashed", embedder=HashingEmbedder()
+    )
+    try:
+        other.notes.add("a key", "a note")
+    finally:
+        other.close()
+    monkeypatch.setattr(sys, "argv", ["evolvent", "memory", "stats", "--namespace", "hashed"])
+    monkeypatch.setattr("agent.cli.faulthandler.register", lambda *a, **kw: None)  # no fd here
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 1
+    printed = capsys.readouterr().err
+    assert "error: memory 'hashed__note'" in printed and "was embedded with hashing" in printed
+    assert "Traceback" not in printed
