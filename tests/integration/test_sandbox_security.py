@@ -80,7 +80,9 @@ def test_probes(sb: Sandbox, outside_dir: Path) -> None:
 
 
 def _run_cgroups() -> set[Path]:
-    return set(Path("/sys/fs/cgroup").glob(f"*/**/{PREFIX}*"))
+    """This process's run groups (``PREFIX<pid>-...``): another test process on the machine,
+    e.g. a second suite running side by side, makes and removes its own meanwhile."""
+    return set(Path("/sys/fs/cgroup").glob(f"*/**/{PREFIX}{os.getpid()}-*"))
 
 
 def test_spinning_fork_bomb_is_contained_and_cleaned_up(sb: Sandbox) -> None:
