@@ -150,11 +150,15 @@ def search(
             for rec, sim in store.nearest(query, [cast("MemoryKind", kind)], k):
                 rows.append((rec.id, f"{sim:.3f}", f"{rec.q:+.2f}", "-", _clip(rec.text, 70)))
         else:
-            memory = {"note": store.notes, "experience": store.experiences}.get(kind)
-            hits = (memory or store.episodes).retrieve(query, k=k)
+            if kind == "note":
+                hits = store.notes.retrieve(query, k=k)
+            elif kind == "experience":
+                hits = store.experiences.retrieve(query, k=k)
+            else:
+                hits = store.episodes.retrieve(query, k=k)
             for h in hits:
-                row = (h.id, f"{h.similarity:.3f}", f"{h.q:+.2f}", f"{h.score:+.2f}", h.text)
-                rows.append((*row[:4], _clip(row[4], 70)))
+                score = f"{h.score:+.2f}"
+                rows.append((h.id, f"{h.similarity:.3f}", f"{h.q:+.2f}", score, _clip(h.text, 70)))
     t = Table(title=f"{kind} memories for: {_clip(query, 60)}")
     for col in ("id", "similarity", "Q", "score", "text"):
         t.add_column(col)
