@@ -185,6 +185,11 @@ class EvolventClient:
     def delete_memory(self, memory_id: str) -> None:
         self._send("DELETE", f"/v1/memories/{_q(memory_id)}")
 
+    def delete_episode_memories(self, episode: str) -> int:
+        """Delete every memory one episode taught; how many."""
+        out = self._json("DELETE", "/v1/memories", params={"episode": episode})
+        return int(out["deleted"])
+
     def export_memories(self) -> Iterator[MemoryRecord]:
         with self.http.stream("GET", "/v1/memories/export", headers=self.headers) as resp:
             if resp.status_code >= 400:

@@ -246,6 +246,10 @@ class ImportResult(BaseModel):
     imported: int
 
 
+class DeleteResult(BaseModel):
+    deleted: int
+
+
 class ToolRollback(BaseModel):
     """``POST /v1/tools/{name}/rollback``'s body."""
 

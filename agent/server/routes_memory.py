@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from agent.server.auth import CurrentPrincipal, get_deps
 from agent.server.deps import ServerDeps
 from agent.server.models import (
+    DeleteResult,
     ImportResult,
     MemoryItem,
     MemoryPage,
@@ -91,6 +92,26 @@ def _page(store: MemoryStore, kinds: list[MemoryKind], limit: int, offset: int) 
         next_offset=end if end < total else None,
         total=total,
     )
+
+
+@router.delete(
+    "",
+    response_model=DeleteResult,
+    summary="Delete every memory one episode taught",
+    responses=error_responses(404),
+)
+def delete_episode_memories(
+    store: Memory,
+    episode: Annotated[
+        str, Query(min_length=1, max_length=200, description="The episode's thread id")
+    ],
+) -> DeleteResult:
+    """Every record whose provenance is this episode (``evolvent memory delete --episode``);
+    404 when it taught nothing that is still stored."""
+    n = store.delete_episode(episode)
+    if not n:
+        raise HTTPException(404, f"no memory learned from episode {episode!r}")
+    return DeleteResult(deleted=n)
 
 
 @router.get(

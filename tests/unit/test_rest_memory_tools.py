@@ -68,6 +68,14 @@ def test_import_list_search_get_delete_export(evolvent_home: Path) -> None:
         assert [json.loads(line)["id"] for line in raw.text.splitlines()] == [
             m.id for m in exported
         ]
+        # Everything one episode taught; another namespace's episode does not exist.
+        assert s.http.delete("/v1/memories?episode=ep-1", headers=auth(B)).status_code == 404
+        assert s.a.delete_episode_memories("ep-1") == 1
+        assert sorted(m.id for m in s.a.export_memories()) == ["m-3", "m-4"]
+        with pytest.raises(ApiError) as err:
+            s.a.delete_episode_memories("ep-1")
+        assert err.value.status_code == 404 and "no memory learned from episode" in err.value.detail
+        assert s.http.delete("/v1/memories", headers=auth(A)).status_code == 422
 
 
 def test_a_bad_import_line_is_named_and_nothing_is_imported(evolvent_home: Path) -> None:
