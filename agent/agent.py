@@ -20,7 +20,7 @@ from agent.deferred import (
     exploring_view,
     tool_journal,
 )
-from agent.errors import ResumeError
+from agent.errors import ConfigError, ResumeError
 from agent.graph import CompiledAgent, build_graph, recursion_limit
 from agent.heap import settle_once
 from agent.llm.base import LLMClient
@@ -30,7 +30,7 @@ from agent.state import AgentState, EpisodeContext
 from agent.stores import open_memory
 from agent.tasks import TEXT_ENV_ID, TextTask
 from benchmarks.envs.base import Env
-from benchmarks.envs.registry import is_env_id, make_env
+from benchmarks.envs.registry import is_env_id, make_env, meant_as_env_id
 from memory.distill import DistillParams, EpisodeDigest, ExperienceDistiller
 from memory.embeddings import Embedder, default_embedder
 from memory.mistakes import FailureCase
@@ -260,11 +260,17 @@ class Agent:
     # -- internals --------------------------------------------------------------------
 
     def _env_for(self, task_or_env: str | Env, seed: int) -> Env:
-        if not isinstance(task_or_env, str):
+        if isinstance(task_or_env, Env):
             return task_or_env
-        if is_env_id(task_or_env):
-            env: Env = make_env(task_or_env, seed, self.settings.games_path)
+        if not isinstance(task_or_env, str):
+            raise TypeError(
+                f"give an environment id, an Env or a task text, not {type(task_or_env).__name__}"
+            )
+        if is_env_id(task_or_env) or meant_as_env_id(task_or_env):
+            env: Env = make_env(task_or_env, seed, self.settings.games_path)  # or the valid ids
             return env
+        if not task_or_env.strip():
+            raise ConfigError("the task must not be blank")
         return TextTask(task_or_env)
 
     def _config(self, thread_id: str, max_steps: int | None) -> RunnableConfig:

@@ -84,6 +84,15 @@ def is_env_id(text: str) -> bool:
     return text.split(":level=")[0] in ENV_IDS
 
 
+def meant_as_env_id(text: str) -> bool:
+    """Whether ``text`` reads as an id of a known family (``textworld:cookin``: one word,
+    ``FAMILY:...``) rather than as a task, valid or not: such a typo is an error, not a
+    task to play."""
+    prefix, colon, rest = text.partition(":")
+    known = {"textworld", "toy", *FAMILIES}
+    return bool(colon) and bool(rest) and prefix in known and not any(c.isspace() for c in text)
+
+
 def make_env(env_id: str, seed: int, games_dir: Path) -> Env:
     """Build the environment ``env_id`` for ``seed``; TextWorld games are generated into
     (or reused from) ``games_dir``. Raises ``UnknownEnvError`` listing the valid ids."""

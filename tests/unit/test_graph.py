@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from agent import Agent
 from agent.config import Settings, load_settings
-from agent.errors import ResumeError
+from agent.errors import ConfigError, ResumeError, UnknownEnvError
 from agent.llm.scripted import ScriptedLLM
 from agent.nodes.executor import TOOL_PREFIX, no_op_actions
 from agent.result import EpisodeResult
@@ -286,6 +286,21 @@ def test_free_text_task(evolvent_home: Path) -> None:
     assert r.env == "text" and r.steps == 1
     assert r.trajectory[0].action == "4"
     assert not r.success  # nothing verified it
+
+
+def test_what_run_is_given_is_checked_before_anything_is_played(evolvent_home: Path) -> None:
+    llm = ScriptedLLM([])  # any LLM call would fail the test
+    with make_agent(evolvent_home, llm) as agent:
+        # One word naming a known family is an environment id, also when misspelt.
+        with pytest.raises(UnknownEnvError, match="unknown environment 'textworld:cookin'"):
+            agent.run("textworld:cookin")
+        with pytest.raises(UnknownEnvError, match="valid alfworld ids"):
+            agent.run("alfworld:pick")
+        with pytest.raises(ConfigError, match="the task must not be blank"):
+            agent.run("  ")
+        with pytest.raises(TypeError, match="an environment id, an Env or a task text, not int"):
+            agent.run(42)  # type: ignore[arg-type]
+    assert llm.calls == []
 
 
 def test_step_memory_proposes_and_follow_policy_acts(
