@@ -331,13 +331,14 @@ def reset(
 ) -> None:
     """Delete every tool of the namespace and the episodes macros are mined from (asks first)."""
     with _registry(namespace, config, read_only=False) as reg:
-        if reg is None:
-            err.print("no tools yet, nothing to delete")
+        total = len(reg.list_tools()) if reg is not None else 0
+        stored = len(reg.trajectories()) if reg is not None else 0
+        if reg is None or not (total or stored):
+            err.print("no tools and no stored episodes in this namespace, nothing to delete")
             return
-        total = len(reg.list_tools())
         if not yes and not typer.confirm(
-            f"delete all {total} tools of namespace {reg.namespace!r} and the episodes they "
-            "are mined from?",
+            f"delete all {total} tools of namespace {reg.namespace!r} and the {stored} stored "
+            "episodes they are mined from?",
             default=False,
         ):
             raise _fail("nothing deleted", code=1)

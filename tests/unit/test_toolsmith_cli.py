@@ -162,11 +162,16 @@ def test_reset_asks_first(mem: Path) -> None:
     reg = SqliteToolRegistry(mem / "tools.sqlite", HashingEmbedder())
     reg.add_trajectory(Trajectory(episode_id="e1", env_id="toy:keys", actions=["a", "b"]))
     r = runner.invoke(app, ["reset"], input="n\n")
-    assert r.exit_code == 1 and "delete all 2 tools of namespace 'default'" in r.output
+    assert (
+        r.exit_code == 1
+        and "delete all 2 tools of namespace 'default' and the 1 stored" in r.output
+    )
     assert len(reg.list_tools()) == 2
     r = runner.invoke(app, ["reset"], input="y\n")
     assert r.exit_code == 0 and "deleted 2 tools and 1 stored episodes" in r.output, r.output
     assert reg.list_tools() == [] and reg.trajectories("toy:keys") == []
+    r = runner.invoke(app, ["reset"])  # nothing left: nothing to ask
+    assert r.exit_code == 0 and "nothing to delete" in r.output
     reg.close()
 
 
