@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -191,22 +191,14 @@ class EvolventClient:
         return int(out["deleted"])
 
     def export_memories(self) -> Iterator[MemoryRecord]:
-        with self.http.stream("GET", "/v1/memories/export", headers=self.headers) as resp:
-            if resp.status_code >= 400:
-                resp.read()
-                _raise(resp)
-            for line in resp.iter_lines():
-                if line.strip():
-                    yield MemoryRecord.model_validate_json(line)
+        for line in self._lines("/v1/memories/export"):
+            yield MemoryRecord.model_validate_json(line)
 
     def import_memories(self, records: Iterable[MemoryRecord | dict[str, Any]]) -> int:
         lines = [
             r.model_dump_json() if isinstance(r, MemoryRecord) else json.dumps(r) for r in records
         ]
-        body = ("\n".join(lines) + "\n").encode()
-        headers = {**self.headers, "Content-Type": "application/x-ndjson"}
-        out = self._json("POST", "/v1/memories/import", content=body, headers=headers)
-        return int(out["imported"])
+        return self._post_lines("/v1/memories/import", lines)
 
     # -- tools ------------------------------------------------------------------------
 
@@ -237,21 +229,12 @@ class EvolventClient:
 
     def export_tools(self) -> Iterator[dict[str, Any]]:
         """Every tool as its export row (the tool's fields and ``versions``)."""
-        with self.http.stream("GET", "/v1/tools/export", headers=self.headers) as resp:
-            if resp.status_code >= 400:
-                resp.read()
-                _raise(resp)
-            for line in resp.iter_lines():
-                if line.strip():
-                    yield json.loads(line)
+        for line in self._lines("/v1/tools/export"):
+            yield json.loads(line)
 
     def import_tools(self, rows: Iterable[dict[str, Any]]) -> int:
         """Import export rows (``export_tools``); all or none."""
-        body = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
-        headers = {**self.headers, "Content-Type": "application/x-ndjson"}
-        return int(
-            self._json("POST", "/v1/tools/import", content=body, headers=headers)["imported"]
-        )
+        return self._post_lines("/v1/tools/import", [json.dumps(r, sort_keys=True) for r in rows])
 
     # -- operations -------------------------------------------------------------------
 
@@ -275,6 +258,22 @@ class EvolventClient:
 
     def _json(self, method: str, url: str, **kw: Any) -> Any:
         return self._send(method, url, **kw).json()
+
+    def _lines(self, url: str) -> Iterator[str]:
+        """The non-blank lines of a JSON-lines answer, as they arrive."""
+        with self.http.stream("GET", url, headers=self.headers) as resp:
+            if resp.status_code >= 400:
+                resp.read()
+                _raise(resp)
+            for line in resp.iter_lines():
+                if line.strip():
+                    yield line
+
+    def _post_lines(self, url: str, lines: Sequence[str]) -> int:
+        """POST JSON lines to an import endpoint; how many it imported."""
+        body = "".join(line + "\n" for line in lines).encode()
+        headers = {**self.headers, "Content-Type": "application/x-ndjson"}
+        return int(self._json("POST", url, content=body, headers=headers)["imported"])
 
 
 def _q(segment: str) -> str:
