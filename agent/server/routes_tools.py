@@ -145,6 +145,11 @@ def delete_tool(name: ToolName, tools: Tools) -> Response:
     responses=error_responses(404),
 )
 def tool_versions(name: ToolName, tools: Tools) -> list[Tool]:
+    return _history(tools, name)
+
+
+def _history(tools: ToolRegistry, name: str) -> list[Tool]:
+    """Every version of ``name``, oldest first; 404 for an unknown tool."""
     history = tools.versions(name)
     if not history:
         raise HTTPException(404, f"no tool {name!r}")
@@ -159,9 +164,7 @@ def tool_versions(name: ToolName, tools: Tools) -> list[Tool]:
 )
 def rollback_tool(name: ToolName, body: ToolRollback, tools: Tools) -> Tool:
     with tools.atomic():
-        history = tools.versions(name)
-        if not history:
-            raise HTTPException(404, f"no tool {name!r}")
+        history = _history(tools, name)
         if body.version not in {t.version for t in history}:
             known = ", ".join(f"v{t.version}" for t in history)
             raise HTTPException(404, f"tool {name!r} has no version {body.version}; it has {known}")
