@@ -86,14 +86,15 @@ def registry_path(config: Path | None, namespace: str | None) -> tuple[Path, str
 
 @contextmanager
 def _registry(
-    namespace: str | None, config: Path | None, read_only: bool
+    namespace: str | None, config: Path | None, read_only: bool, *, create: bool = False
 ) -> Iterator[ToolRegistry | None]:
-    """The registry, or None when no tool was ever written (read-only commands)."""
+    """The registry, or None when no tool was ever written (unless ``create``: a command
+    that adds tools makes the file)."""
     from toolsmith.sqlite_registry import SqliteToolRegistry
 
     try:
         path, ns = registry_path(config, namespace)
-        if not path.is_file():
+        if not create and not path.is_file():
             yield None
             return
         reg = SqliteToolRegistry(path, _LazyEmbedder(), ns, read_only=read_only)
@@ -279,23 +280,20 @@ def import_(
 
     Every row is checked before anything is written; a name the namespace already has is
     an error (delete it first, or import into another --namespace)."""
-    from toolsmith.sqlite_registry import SqliteToolRegistry
     from toolsmith.transfer import ToolNamesTaken, check_unique, import_rows, imported
 
     try:
         rows = [imported(row, f"{in_file}:{n}") for n, row in read_jsonl(in_file)]
         check_unique(rows, str(in_file))
-        path, ns = registry_path(config, namespace)
-        reg = SqliteToolRegistry(path, _LazyEmbedder(), ns)
     except EvolventError as e:
         raise _fail(str(e)) from None
-    try:
-        n = import_rows(reg, rows)
-    except ToolNamesTaken as e:
-        raise _fail(str(e), code=1) from None
-    finally:
-        reg.close()
-    err.print(f"imported {n} tools into namespace {ns}")
+    with _registry(namespace, config, read_only=False, create=True) as reg:
+        assert reg is not None  # made when missing
+        try:
+            n = import_rows(reg, rows)
+        except ToolNamesTaken as e:
+            raise _fail(str(e), code=1) from None
+    err.print(f"imported {n} tools into namespace {reg.namespace}")
 
 
 @app.command()
