@@ -89,7 +89,7 @@ def meant_as_env_id(text: str) -> bool:
     ``FAMILY:...``) rather than as a task, valid or not: such a typo is an error, not a
     task to play."""
     prefix, colon, rest = text.partition(":")
-    known = {"textworld", "toy", *FAMILIES}
+    known = {env_id.partition(":")[0] for env_id in ENV_IDS}
     return bool(colon) and bool(rest) and prefix in known and not any(c.isspace() for c in text)
 
 
