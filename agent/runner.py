@@ -22,6 +22,7 @@ from rich.progress import (
 from agent.agent import Agent
 from agent.checkpoint import RunSpec
 from agent.config import Settings
+from agent.episode_lines import EpisodeLines
 from agent.errors import ResumeError
 from agent.result import EpisodeResult, StepView
 from agent.tasks import TEXT_ENV_ID
@@ -112,7 +113,9 @@ def _resume(agent: Agent, run_or_thread: str, progress: Progress, emit: EpisodeE
     if spec is None:
         # Not a run id: an episode thread (e.g. from --json output).
         bar = progress.add_task(f"resuming {run_or_thread}", total=None)
-        emit(agent.resume(run_or_thread, on_step=lambda s: progress.advance(bar)))
+        result = agent.resume(run_or_thread, on_step=lambda s: progress.advance(bar))
+        EpisodeLines(progress.console, 1).finished(run_or_thread, result)
+        emit(result)
         return
     _play(agent, run_or_thread, spec, progress, emit)
 
@@ -121,6 +124,7 @@ def _play(
     agent: Agent, run_id: str, spec: RunSpec, progress: Progress, emit: EpisodeEmitter
 ) -> None:
     overall = progress.add_task(f"{spec.env} episodes", total=spec.episodes)
+    lines = EpisodeLines(progress.console, spec.episodes)
     for i in range(spec.episodes):
         tid = episode_thread(run_id, i, spec.episodes)
         row = agent.checkpoints.episode(tid)
@@ -129,8 +133,9 @@ def _play(
         def advance(step: StepView, bar: TaskID = bar) -> None:
             progress.update(bar, completed=step.index + 1)
 
-        if row is not None and row.status == "finished" and row.result is not None:
-            result = agent.resume(tid)  # already finished: returns its stored result
+        finished_before = row is not None and row.status == "finished" and row.result is not None
+        if finished_before:
+            result = agent.resume(tid)  # returns its stored result
         elif row is not None and agent.has_checkpoint(tid):
             result = agent.resume(tid, on_step=advance)
         else:
@@ -147,6 +152,10 @@ def _play(
             )
         progress.update(bar, completed=spec.max_steps, description=_label(i, result))
         progress.advance(overall)
+        if finished_before:
+            lines.counted()
+        else:
+            lines.finished(f"episode {i + 1} (seed {spec.seed + i})", result)
         emit(result)
 
 

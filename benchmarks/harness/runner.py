@@ -62,6 +62,7 @@ from rich.progress import (
 from agent.agent import Agent
 from agent.config import Settings
 from agent.deferred import PlayedEpisode
+from agent.episode_lines import EpisodeLines
 from agent.errors import ConfigError
 from agent.result import EpisodeResult
 from benchmarks.harness.arms import arm_settings, frozen, with_overrides
@@ -108,6 +109,7 @@ class BenchRunner:
         self.info: RunInfo | None = None
         self._progress: Progress | None = None
         self._bar: TaskID | None = None
+        self._lines: EpisodeLines | None = None
 
     def jobs(self, repeat: int, phase: str) -> list[_Job]:
         seeds = self.spec.stream(repeat) if phase == "train" else self.spec.test_seeds
@@ -152,6 +154,7 @@ class BenchRunner:
                 self._progress = progress
                 self._bar = progress.add_task("benchmark", total=self.total(), completed=0)
                 progress.update(self._bar, completed=len(self._wanted_done()))
+                self._lines = EpisodeLines(self.console, self.total(), len(self._wanted_done()))
                 for repeat in range(self.spec.repeats):
                     for arm in self.spec.arms:
                         self._run_arm(arm, repeat)
@@ -430,6 +433,10 @@ class BenchRunner:
         self.records[key_of(record)] = record
         if self._progress is not None and self._bar is not None:
             self._progress.advance(self._bar)
+        if self._lines is not None:
+            self._lines.finished(
+                f"{arm} r{repeat} {job.phase} {job.index} (seed {job.seed})", result
+            )
 
     def _describe(self, text: str) -> None:
         if self._progress is not None and self._bar is not None:

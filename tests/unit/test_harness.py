@@ -238,8 +238,21 @@ def test_resume_after_kill_skips_finished_episodes(tmp_path: Path) -> None:
     with log.open("a") as f:
         f.write('{"arm": "full", "rep')
     assert len(EpisodeLog(log).load()) == 14
-    after = run_bench(spec(out), base(tmp_path), backends=fake_backends(), console=quiet())
+    told = io.StringIO()
+    console = Console(file=told, force_terminal=False)
+    after = run_bench(spec(out), base(tmp_path), backends=fake_backends(), console=console)
     assert len(after) == 20
+    # With no terminal to draw the bar on (a log file), each episode is told in a line; the
+    # count goes on from the 14 kept.
+    progress = [ln.split(":")[0] for ln in told.getvalue().splitlines() if ln.startswith("[")]
+    assert progress == [
+        "[15/20] full r0 train 1 (seed 1)",
+        "[16/20] full r0 train 2 (seed 2)",
+        "[17/20] full r0 train 3 (seed 3)",
+        "[18/20] full r0 post 0 (seed 100)",
+        "[19/20] full r0 post 1 (seed 101)",
+        "[20/20] full r0 post 2 (seed 102)",
+    ]
     final = EpisodeLog(log).load()
     assert set(final) == {key(r) for r in after}
     # Finished episodes were not played again (each appears once, unchanged).
