@@ -177,6 +177,13 @@ class BenchRunner:
         from benchmarks.envs.registry import pregenerate
 
         seeds = [*self.spec.train_seeds, *self.spec.test_seeds]
+        if not self.console.is_terminal:  # no spinner there: say why nothing else is said yet
+            self.console.print(
+                f"preparing the {self.spec.env} games of {len(seeds)} seeds (made once, then "
+                f"read from {self.base.games_path})",
+                highlight=False,
+                soft_wrap=True,
+            )
         with self.console.status(f"preparing {self.spec.env} games"):
             pregenerate(self.spec.env, seeds, self.base.games_path)
 

@@ -244,6 +244,7 @@ def test_resume_after_kill_skips_finished_episodes(tmp_path: Path) -> None:
     assert len(after) == 20
     # With no terminal to draw the bar on (a log file), each episode is told in a line; the
     # count goes on from the 14 kept.
+    assert "preparing the toy:keys games of 7 seeds (made once" in told.getvalue()
     progress = [ln.split(":")[0] for ln in told.getvalue().splitlines() if ln.startswith("[")]
     assert progress == [
         "[15/20] full r0 train 1 (seed 1)",
