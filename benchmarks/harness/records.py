@@ -171,6 +171,8 @@ class RunInfo(BaseModel):
             elif kept != wanted:
                 raise BenchSpecError(_mismatch(out, kept, wanted))
             return info
+        if not records and not (out / EPISODES_FILE).exists():
+            _check_empty(out)
         _check_records(out, spec, records)
         info = cls(
             executor=spec.executor,
@@ -180,6 +182,19 @@ class RunInfo(BaseModel):
         )
         _write_atomic(path, info.model_dump_json(indent=1))
         return info
+
+
+def _check_empty(out: Path) -> None:
+    """A new run writes ``state/``, ``pending/`` and the report's files into ``out``: a
+    folder that holds anything else is refused, so that nothing of the user's is overwritten
+    or mixed with the run's."""
+    names = sorted(p.name for p in out.iterdir())
+    if names:
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise BenchSpecError(
+            f"--out {out} holds files that are not a benchmark's ({shown}); give a new or "
+            "empty folder (a benchmark's report and state would be written among them)"
+        )
 
 
 def _options(values: dict[str, Any]) -> str:

@@ -519,3 +519,22 @@ def test_bench_command_rejects_bad_executor_options(tmp_path: Path) -> None:
     assert "Traceback" not in r.output
     r = runner.invoke(app, ["bench", "--help"])
     assert "batches of N consecutive episodes" in " ".join(r.output.split())
+
+
+def test_a_new_run_never_writes_into_a_folder_of_other_files(tmp_path: Path) -> None:
+    """The report's files and the arms' state would overwrite or mix with the user's."""
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "report.md").write_text("my notes")
+    (theirs / "state").mkdir()
+    with pytest.raises(BenchSpecError, match=r"holds files that are not a benchmark's \(report"):
+        bench(theirs, Site(), tmp_path / "h", arms="frozen", train_seeds="0-1")
+    assert (theirs / "report.md").read_text() == "my notes"
+    assert sorted(p.name for p in theirs.iterdir()) == ["report.md", "state"]
+    # An empty folder is a new run's; so is one that a run was killed in before any episode
+    # ended (bench.json is written first), and one from before bench.json (episodes.jsonl).
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert len(bench(empty, Site(), tmp_path / "h2", arms="frozen", train_seeds="0-1")) == 8
+    (empty / "episodes.jsonl").unlink()
+    assert len(bench(empty, Site(), tmp_path / "h2", arms="frozen", train_seeds="0-1")) == 8
