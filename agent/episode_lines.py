@@ -21,9 +21,14 @@ def outcome(result: EpisodeResult) -> str:
     """``won, score 1/1 in 9 steps, 12.3 s``."""
     mark = "won" if result.success else "not won"
     return (
-        f"{mark}, score {result.score:g}/{result.max_score:g} in {result.steps} steps, "
+        f"{mark}, score {result.score:g}/{result.max_score:g} in {steps(result.steps)}, "
         f"{result.wall_s:.1f} s"
     )
+
+
+def steps(n: int) -> str:
+    """``1 step``, ``9 steps``."""
+    return f"{n} step" if n == 1 else f"{n} steps"
 
 
 def duration(seconds: float) -> str:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import errno
 import ipaddress
 import socket
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -58,9 +59,26 @@ def serve(
             err=True,
         )
     try:
-        uvicorn.run(create_app(deps), host=host, port=port, log_level="info", access_log=False)
+        uvicorn.run(
+            create_app(deps),
+            host=host,
+            port=port,
+            log_level="info",
+            log_config=log_config(),
+            access_log=False,
+        )
     finally:
         deps.close()
+
+
+def log_config() -> dict[str, Any]:
+    """uvicorn's logging, with the server's own messages (runs queued, started and ended,
+    errors) on the same handler and in the same format, from INFO up."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["agent"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
 
 
 def _bind_problem(host: str, port: int) -> str | None:

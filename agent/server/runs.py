@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.agent import Agent
+from agent.episode_lines import steps
 from agent.errors import EvolventError
 from agent.result import StepView
 from agent.server.deps import ServerDeps
@@ -174,6 +175,10 @@ class RunManager:
             self.store.insert(row)
             self._active[row.id] = _Active(namespace, resume=False)
             self._gauges()
+        what = "a text task" if row.env == TEXT_ENV_ID else f"{row.env} seed {row.seed}"
+        log.info(  # before a worker can say that it started
+            "run %s queued (namespace %s): %s, at most %d steps", row.id, namespace, what, max_steps
+        )
         self._pool.submit(self._execute, row.id)
         return row
 
@@ -194,6 +199,7 @@ class RunManager:
             self.store.update(run_id, status="queued", finished=None, cancel_requested=False)
             self._active[run_id] = _Active(namespace, resume=True)
             self._gauges()
+        log.info("run %s queued to resume (namespace %s)", run_id, namespace)
         self._pool.submit(self._execute, run_id)
         return self.get(namespace, run_id)
 
@@ -202,10 +208,12 @@ class RunManager:
         with self._lock:
             row = self.get(namespace, run_id)
             act = self._active.get(run_id)
+            told = "cancelled before it started"
             if act is not None:
                 act.cancel.set()
                 if act.started:
                     self.store.update(run_id, cancel_requested=True)
+                    told = "to be cancelled after its current step"
                 else:
                     self._finish_unstarted(run_id, "cancelled")
                     del self._active[run_id]  # its worker finds nothing to do
@@ -214,6 +222,7 @@ class RunManager:
                 self._finish_unstarted(run_id, "cancelled")
             else:
                 raise RunConflict(f"run {run_id} is already {row.status}")
+        log.info("run %s %s (namespace %s)", run_id, told, namespace)
         self.notifier.notify(run_id)
         return self.get(namespace, run_id)
 
@@ -270,11 +279,15 @@ class RunManager:
         self.store.update(run_id, status="running", started=time.time())
         self.metrics.runs_started.labels("resume" if act.resume else "new").inc()
         self.notifier.notify(run_id)
+        log.info("run %s started%s", run_id, " (resumed)" if act.resume else "")
         status, fields = "failed", {"error": "the run stopped unexpectedly"}
         try:
             status, fields = self._play(run_id, act)
         finally:
             self.store.update(run_id, status=status, finished=time.time(), **fields)
+            log.info(
+                "run %s %s after %.1f s%s", run_id, status, time.perf_counter() - t0, _how(fields)
+            )
             with self._lock:
                 self._active.pop(run_id, None)
                 self._gauges()
@@ -324,6 +337,17 @@ class RunManager:
             return "failed", {"error": f"{type(e).__name__}: {e}"}
         self.store.replace_events(run_id, [s.model_dump_json() for s in result.trajectory])
         return "succeeded", {"result": result.summary(), "error": None}
+
+
+def _how(fields: dict[str, Any]) -> str:
+    """How a run ended, for the server's log: the episode's outcome or the error."""
+    result = fields.get("result")
+    if result is not None:
+        mark = "won" if result["success"] else "not won"
+        score = f"{result['score']:g}/{result['max_score']:g}"
+        return f": {mark}, score {score} in {steps(result['steps'])}"
+    error = fields.get("error")
+    return f": {error}" if error else ""
 
 
 def _checkpointed_steps(agent: Agent, thread_id: str) -> int:

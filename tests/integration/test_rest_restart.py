@@ -110,3 +110,15 @@ def test_sigkill_mid_run_then_restart_and_resume(tmp_path: Path) -> None:
             e.step.action for e in api.events(fresh.id) if e.step is not None
         ]
         assert 'evolvent_runs_started_total{kind="resume"} 1.0' in api.metrics()
+    # The server's log (uvicorn's handler and format) tells the run's life, both processes'.
+    told = [ln for ln in log.read_text().splitlines() if f"run {run.id}" in ln]
+    assert told[:2] == [
+        f"INFO:     run {run.id} queued (namespace alpha): toy:keys seed {seed}, at most 15 steps",
+        f"INFO:     run {run.id} started",
+    ]
+    assert told[2:4] == [
+        f"INFO:     run {run.id} queued to resume (namespace alpha)",
+        f"INFO:     run {run.id} started (resumed)",
+    ]
+    assert told[4].startswith(f"INFO:     run {run.id} succeeded after ")
+    assert told[4].endswith(f": won, score 2/2 in {done.result.steps} steps")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -36,7 +38,15 @@ def checkpointed_steps(home: Path, thread_id: str) -> int:
         store.close()
 
 
-def test_a_run_plays_and_reports_its_result(evolvent_home: Path) -> None:
+def told(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What the run manager wrote to the server's log."""
+    return [r.getMessage() for r in caplog.records if r.name == "agent.server.runs"]
+
+
+def test_a_run_plays_and_reports_its_result(
+    evolvent_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="agent.server.runs")
     seed = long_seed()
     with serve(evolvent_home) as s:
         resp = s.http.post(
@@ -55,6 +65,23 @@ def test_a_run_plays_and_reports_its_result(evolvent_home: Path) -> None:
         assert text.status == "succeeded" and text.env == "text" and text.result is not None
         assert text.result.steps == 1
         assert {r.id for r in s.a.list_runs(status="succeeded").items} == {run_id, text.id}
+    # The server's log tells each run's life in a line per change, without a task's text.
+    log = told(caplog)
+    assert log[:2] == [
+        f"run {run_id} queued (namespace alpha): toy:keys seed {seed}, at most 12 steps",
+        f"run {run_id} started",
+    ]
+    assert re.fullmatch(
+        rf"run {run_id} succeeded after \d+\.\d s: won, score 2/2 in {run.result.steps} steps",
+        log[2],
+    )
+    assert log[3:5] == [
+        f"run {text.id} queued (namespace alpha): a text task, at most 20 steps",
+        f"run {text.id} started",
+    ]
+    assert re.fullmatch(
+        rf"run {text.id} succeeded after \d+\.\d s: not won, score 0/0 in 1 step", log[5]
+    )
 
 
 def test_events_arrive_per_step_and_a_reconnect_resumes_after_the_last_id(
@@ -202,8 +229,9 @@ def test_the_concurrent_run_cap_answers_429(evolvent_home: Path) -> None:
 
 
 def test_cancel_stops_after_the_current_step_and_keeps_the_checkpoint(
-    evolvent_home: Path,
+    evolvent_home: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="agent.server.runs")
     gate = Gate(policy="look")
     config = ServerConfig(max_concurrent_runs=1, max_queued_runs=1)
     with serve(evolvent_home, config, gate=gate) as s:
@@ -231,6 +259,11 @@ def test_cancel_stops_after_the_current_step_and_keeps_the_checkpoint(
         assert s.a.get_run(queued.id).started_at is None
     # The checkpoint holds exactly the steps the events reported.
     assert checkpointed_steps(evolvent_home, running.id) == 2
+    log = told(caplog)
+    i = log.index(f"run {running.id} to be cancelled after its current step (namespace alpha)")
+    assert log[i + 1] == f"run {queued.id} cancelled before it started (namespace alpha)"
+    assert log[i + 2].startswith(f"run {running.id} cancelled after ")
+    assert f"run {queued.id} started" not in log
 
 
 def test_a_run_interrupted_by_a_restart_resumes_with_its_whole_trajectory(
@@ -288,7 +321,11 @@ def test_runs_left_running_by_a_dead_server_are_interrupted_at_startup(
         assert s.a.wait(s.a.resume_run("run-dead").id).status == "succeeded"
 
 
-def test_a_run_that_errors_is_failed_with_its_reason(evolvent_home: Path) -> None:
+def test_a_run_that_errors_is_failed_with_its_reason(
+    evolvent_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="agent.server.runs")
+
     def broken() -> LLMClient:
         raise EvolventError("cannot reach the LLM endpoint at http://127.0.0.1:9")
 
@@ -298,6 +335,11 @@ def test_a_run_that_errors_is_failed_with_its_reason(evolvent_home: Path) -> Non
         assert "cannot reach the LLM endpoint" in run.error
         end = list(s.a.events(run.id))[-1]
         assert isinstance(end, RunEvent) and end.end is not None and end.end.status == "failed"
+    assert any(
+        m.startswith(f"run {run.id} failed after ")
+        and m.endswith(": cannot reach the LLM endpoint at http://127.0.0.1:9")
+        for m in told(caplog)
+    )
 
 
 def test_keys_map_to_their_namespaces(evolvent_home: Path) -> None:
