@@ -177,7 +177,9 @@ def run(
     except KeyboardInterrupt:
         err.print(
             "[yellow]interrupted[/]: every finished step is checkpointed; "
-            "continue with `evolvent run --resume <thread id>`"
+            "continue with `evolvent run --resume <thread id>`",
+            highlight=False,
+            soft_wrap=True,
         )
         raise typer.Exit(130) from None
     if not json_out:
@@ -256,7 +258,10 @@ def serve_llm(
         settings = _settings(config)
         with EmbeddedServer(settings.llm, port=port or None) as server:
             err.print(f"[green]serving[/] {server.base_url}  (Ctrl-C to stop)")
-            err.print(f"use it with: EVOLVENT_LLM__BASE_URL={server.base_url} evolvent run ...")
+            err.print(
+                f"use it with: EVOLVENT_LLM__BASE_URL={server.base_url} evolvent run ...",
+                soft_wrap=True,
+            )
             stop = threading.Event()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 signal.signal(sig, lambda *_: stop.set())

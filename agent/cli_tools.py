@@ -267,7 +267,7 @@ def export_(
     except EvolventError as e:
         raise _fail(str(e)) from None
     if out_file is not None:
-        err.print(f"exported {n} tools to {out_file}")
+        err.print(f"exported {n} tools to {out_file}", highlight=False, soft_wrap=True)
 
 
 @app.command("import")

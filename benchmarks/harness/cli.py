@@ -126,7 +126,9 @@ def bench(
     except KeyboardInterrupt:
         err.print(
             f"[yellow]interrupted[/]: finished episodes are in {out_dir}/episodes.jsonl; "
-            "run the same command again to resume"
+            "run the same command again to resume",
+            highlight=False,
+            soft_wrap=True,
         )
         raise typer.Exit(130) from None
     out.print(summary_table(report["arms"]))

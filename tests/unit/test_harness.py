@@ -383,3 +383,26 @@ def test_bench_command_rejects_unknown_arm_and_env(tmp_path: Path) -> None:
     below = a_file / "run"
     r = runner.invoke(app, ["bench", *fast, "--out", str(below)])
     assert r.exit_code == 2 and f"cannot make the output folder {below}" in r.output, r.output
+
+
+def test_an_interrupted_bench_says_how_to_resume_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C (KeyboardInterrupt out of the harness): exit 130 and one line, not cut at the
+    80 columns a log file gets."""
+    import benchmarks.harness.runner as harness_runner
+
+    def interrupted(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(harness_runner, "run_bench", interrupted)
+    app = typer.Typer()
+    app.command()(bench)
+    app.command("other")(lambda: None)
+    out = tmp_path / ("a-rather-long-folder-name-for-the-runs-of-this-benchmark" * 2)
+    r = CliRunner().invoke(app, ["bench", "--env", "toy:keys", "--out", str(out)])
+    assert r.exit_code == 130
+    assert r.output.splitlines() == [
+        f"interrupted: finished episodes are in {out}/episodes.jsonl; run the same command "
+        "again to resume"
+    ]
