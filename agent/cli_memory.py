@@ -6,6 +6,7 @@ running on the same embedded store.
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,12 +67,17 @@ def _check_kind(kind: str | None) -> None:
         raise _fail(f"unknown kind {kind!r}; valid: {', '.join(KIND_CHOICES)}")
 
 
-def _records(store: MemoryStore, kind: str | None) -> Iterator[MemoryRecord]:
+def _records(
+    store: MemoryStore, kind: str | None, episode: str | None = None
+) -> Iterator[MemoryRecord]:
     from memory.store import KINDS
 
-    for k in KINDS:
-        if kind is None or k == kind:
-            yield from store.records(k)
+    kinds = [k for k in KINDS if kind is None or k == kind]
+    if episode is not None:
+        yield from store.taught_by(episode, kinds)
+        return
+    for k in kinds:
+        yield from store.records(k)
 
 
 def _clip(text: str, n: int = 60) -> str:
@@ -83,23 +89,28 @@ def _clip(text: str, n: int = 60) -> str:
 def list_(
     kind: KindOpt = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Rows to show.")] = 50,
+    offset: Annotated[int, typer.Option("--offset", min=0, help="Rows to skip first.")] = 0,
+    episode: Annotated[
+        str | None,
+        typer.Option("--episode", help="Only what this episode taught (its thread id)."),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     namespace: NamespaceOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """List memories, oldest first, with their value and where they came from."""
     _check_kind(kind)
+    if episode is not None and not episode.strip():
+        raise _fail("--episode must not be blank")
     with _store(namespace, config, read_only=True) as store:
-        rows = []
-        for i, rec in enumerate(_records(store, kind)):
-            if i >= limit:
-                break
-            rows.append(rec)
+        rows = list(itertools.islice(_records(store, kind, episode), offset, offset + limit))
     if json_out:
         for rec in rows:
             print(rec.model_dump_json())
         return
-    t = Table(title=f"memories ({len(rows)} shown)")
+    shown = f"{len(rows)} shown" + (f" from row {offset + 1}" if offset and rows else "")
+    taught = f" taught by episode {episode}" if episode is not None else ""
+    t = Table(title=f"memories{taught} ({shown})")
     for col in ("id", "kind", "key", "text", "Q", "uses", "outcome", "episode"):
         t.add_column(col)
     for rec in rows:

@@ -7,6 +7,9 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from memory.actions import ActionMemory
 from memory.base import VectorBackend
 from memory.collection import TextCollection
@@ -126,22 +129,39 @@ class MemoryStore:
         taught; records merged from several episodes name the first). Returns how many."""
         n = 0
         for kind in KINDS:
-            ids = [r.id for r in self.records(kind) if r.provenance.episode_id == episode_id]
+            ids = [r.id for r in self.taught_by(episode_id, [kind])]
             if ids:
                 n += self.backend.delete(self._col(kind), ids)
         return n
+
+    def taught_by(
+        self, episode_id: str, kinds: Sequence[MemoryKind] = KINDS
+    ) -> Iterator[MemoryRecord]:
+        """The records of ``kinds`` whose provenance is episode ``episode_id`` (what
+        ``delete_episode`` would delete), oldest first within each kind."""
+        for kind in kinds:
+            for record in self.records(kind):
+                if record.provenance.episode_id == episode_id:
+                    yield record
 
     def records(self, kind: MemoryKind) -> Iterator[MemoryRecord]:
         """Every record of one kind in this namespace, oldest first."""
         return self.backend.scan(self._col(kind))
 
     def nearest(
-        self, query: str, kinds: Sequence[MemoryKind] = KINDS, k: int = 5
+        self,
+        query: str,
+        kinds: Sequence[MemoryKind] = KINDS,
+        k: int = 5,
+        episode: str | None = None,
     ) -> list[tuple[MemoryRecord, float]]:
         """The ``k`` records of ``kinds`` whose keys are most similar to ``query``, with their
         cosine similarity, best first: plain similarity (no Q re-ranking, no exploration, no
-        use counted), for inspecting memory rather than acting on it."""
+        use counted), for inspecting memory rather than acting on it. With ``episode``: among
+        the records that episode taught (``taught_by``)."""
         vector = self.embedder.embed([query])[0]
+        if episode is not None:
+            return _ranked(vector, list(self.taught_by(episode, kinds)), self.embedder, k)
         hits: list[tuple[MemoryRecord, float]] = []
         for kind in kinds:
             hits += self.backend.query(self._col(kind), vector, k)
@@ -198,3 +218,17 @@ class MemoryStore:
     def close(self) -> None:
         self.values.close()
         self.backend.close()
+
+
+def _ranked(
+    vector: npt.NDArray[np.float32], records: list[MemoryRecord], embedder: Embedder, k: int
+) -> list[tuple[MemoryRecord, float]]:
+    """``records`` by the cosine similarity of their keys to ``vector``, best first, at most
+    ``k`` (the keys embedded again: the same embedder gives the vectors they are stored with)."""
+    if not records:
+        return []
+    keys = np.asarray(embedder.embed([r.key for r in records]), dtype=np.float32)
+    norms = np.linalg.norm(keys, axis=1) * float(np.linalg.norm(vector))
+    sims = (keys @ np.asarray(vector, dtype=np.float32)) / np.where(norms > 0, norms, 1.0)
+    order = np.argsort(-sims, kind="stable")[:k]
+    return [(records[i], float(sims[i])) for i in order]

@@ -175,8 +175,11 @@ class EvolventClient:
         query: str | None = None,
         limit: int = 20,
         offset: int = 0,
+        episode: str | None = None,
     ) -> MemoryPage:
-        params = _params(kind=kind, query=query, limit=limit, offset=offset)
+        """A page of memories: oldest first, nearest to ``query``, or only what ``episode``
+        taught."""
+        params = _params(kind=kind, query=query, limit=limit, offset=offset, episode=episode)
         return MemoryPage.model_validate(self._json("GET", "/v1/memories", params=params))
 
     def memory(self, memory_id: str) -> MemoryRecord:

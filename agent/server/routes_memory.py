@@ -46,15 +46,32 @@ def list_memories(
         Query(min_length=1, max_length=2000, description="Nearest memories to this text"),
         optional_schema(str, minLength=1, maxLength=2000),
     ] = None,
+    episode: Annotated[
+        str | None,
+        Query(min_length=1, max_length=200, description="Only what this episode taught"),
+        optional_schema(str, minLength=1, maxLength=200),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> MemoryPage:
     """Without ``query``: oldest first. With ``query``: by cosine similarity of the
-    memory's key to the query (plain similarity: no Q re-ranking, no exploration)."""
+    memory's key to the query (plain similarity: no Q re-ranking, no exploration). With
+    ``episode``: only the memories whose provenance is that episode (what ``DELETE
+    /v1/memories?episode=`` would delete), oldest first or, with ``query``, nearest first."""
     kinds = [k for k in KINDS if kind is None or k == kind]
+    if episode is not None and query is None:
+        taught = list(store.taught_by(episode, kinds))
+        end = min(offset + limit, len(taught))
+        return MemoryPage(
+            items=[MemoryItem(**r.model_dump()) for r in taught[offset:end]],
+            limit=limit,
+            offset=offset,
+            next_offset=end if end < len(taught) else None,
+            total=len(taught),
+        )
     if query is None:
         return _page(store, kinds, limit, offset)
-    hits = store.nearest(query, kinds, offset + limit + 1)
+    hits = store.nearest(query, kinds, offset + limit + 1, episode=episode)
     window = hits[offset : offset + limit + 1]
     items = [MemoryItem(**r.model_dump(), similarity=s) for r, s in window[:limit]]
     more = len(window) > limit

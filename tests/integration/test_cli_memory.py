@@ -41,6 +41,18 @@ def test_list_show_search_export_reset_import_delete(evolvent_home: Path, tmp_pa
     rows = [json.loads(line) for line in r.output.splitlines() if line.startswith("{")]
     assert {row["id"] for row in rows} == {ep, note}
 
+    # Paged, and only what one episode taught (what `delete --episode` would delete).
+    r = runner.invoke(app, ["memory", "list", "--json", "--offset", "1"])
+    assert [json.loads(line)["id"] for line in r.output.splitlines()] == [rows[1]["id"]]
+    r = runner.invoke(app, ["memory", "list", "--json", "--episode", "run-1-0"])
+    assert [json.loads(line)["id"] for line in r.output.splitlines()] == [ep]
+    r = runner.invoke(app, ["memory", "list", "--episode", "run-1-0"])
+    assert "memories taught by episode run-1-0 (1 shown)" in r.output and ep in r.output
+    r = runner.invoke(app, ["memory", "list", "--episode", "nobody", "--json"])
+    assert r.exit_code == 0 and r.output == ""
+    r = runner.invoke(app, ["memory", "list", "--episode", " "])
+    assert r.exit_code == 2 and "--episode must not be blank" in r.output
+
     r = runner.invoke(app, ["memory", "show", ep])
     shown = json.loads(r.output)
     assert shown["q"] == pytest.approx(0.3) and shown["provenance"]["episode_id"] == "run-1-0"

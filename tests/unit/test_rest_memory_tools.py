@@ -68,6 +68,21 @@ def test_import_list_search_get_delete_export(evolvent_home: Path) -> None:
         assert [json.loads(line)["id"] for line in raw.text.splitlines()] == [
             m.id for m in exported
         ]
+        # What one episode taught: listed (what the delete below deletes), then deleted.
+        taught = s.a.memories(episode="ep-1")
+        assert [m.id for m in taught.items] == ["m-1"] and taught.total == 1
+        assert taught.next_offset is None
+        assert s.a.memories(episode="ep-1", kind="note").total == 0
+        assert s.a.memories(episode="ep-1", offset=1).items == []
+        assert s.a.memories(episode="ep-9").total == 0
+        assert s.b.memories(episode="ep-1").total == 0  # another namespace's
+        near = s.a.memories(episode="ep-1", query="open the chest")
+        assert [m.id for m in near.items] == ["m-1"] and (near.items[0].similarity or 0) > 0
+        everyone = s.a.memories(query="open the chest", limit=4).items
+        assert near.items[0].similarity == pytest.approx(
+            next(m.similarity for m in everyone if m.id == "m-1")  # the stored vector's
+        )
+        assert s.http.get("/v1/memories?episode=", headers=auth(A)).status_code == 422
         # Everything one episode taught; another namespace's episode does not exist.
         assert s.http.delete("/v1/memories?episode=ep-1", headers=auth(B)).status_code == 404
         assert s.a.delete_episode_memories("ep-1") == 1
