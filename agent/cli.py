@@ -157,6 +157,7 @@ def run(
 
         if not is_env_id(env):
             _fail(str(unknown_env(env)))
+    started: list[str] = []  # the id that resumes the run, once it exists
     try:
         settings = _settings(
             config,
@@ -171,13 +172,20 @@ def run(
         request = RunRequest(
             env=env, task=task, episodes=episodes, seed=seed, thread_id=thread_id, resume=resume
         )
-        results = run_cli(settings, request, json_out=json_out, err=err, out=out)
+        results = run_cli(
+            settings, request, json_out=json_out, err=err, out=out, on_run=started.append
+        )
     except EvolventError as e:
         _fail(str(e))
     except KeyboardInterrupt:
         err.print(
-            "[yellow]interrupted[/]: every finished step is checkpointed; "
-            "continue with `evolvent run --resume <thread id>`",
+            "[yellow]interrupted[/]: "
+            + (
+                "every finished step is checkpointed; continue with "
+                f"`evolvent run --resume {started[0]}`"
+                if started
+                else "no episode had started; nothing to resume"
+            ),
             highlight=False,
             soft_wrap=True,
         )

@@ -45,8 +45,16 @@ def episode_thread(run_id: str, index: int, episodes: int) -> str:
 
 
 def run_cli(
-    settings: Settings, req: RunRequest, *, json_out: bool, err: Console, out: Console
+    settings: Settings,
+    req: RunRequest,
+    *,
+    json_out: bool,
+    err: Console,
+    out: Console,
+    on_run: Callable[[str], None] | None = None,
 ) -> list[EpisodeResult]:
+    """Play (or resume) the run ``req`` asks for. ``on_run`` gets the id that resumes it
+    (``evolvent run --resume ID``) once it exists, before any episode plays."""
     progress = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -70,13 +78,21 @@ def run_cli(
         with Agent(settings) as agent:
             progress.remove_task(loading)
             if req.resume:
+                if on_run is not None:
+                    on_run(req.resume)
                 _resume(agent, req.resume, progress, emit)
             else:
-                _start(agent, req, progress, emit)
+                _start(agent, req, progress, emit, on_run)
     return results
 
 
-def _start(agent: Agent, req: RunRequest, progress: Progress, emit: EpisodeEmitter) -> None:
+def _start(
+    agent: Agent,
+    req: RunRequest,
+    progress: Progress,
+    emit: EpisodeEmitter,
+    on_run: Callable[[str], None] | None,
+) -> None:
     env_id = req.env or TEXT_ENV_ID
     run_id = req.thread_id or f"run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     if agent.checkpoints.get_run(run_id) is not None:
@@ -94,6 +110,15 @@ def _start(agent: Agent, req: RunRequest, progress: Progress, emit: EpisodeEmitt
     if env_id != TEXT_ENV_ID:
         _prepare_games(env_id, spec, agent, progress)
     agent.checkpoints.create_run(run_id, spec)
+    if on_run is not None:
+        on_run(run_id)
+    what = "a text task" if env_id == TEXT_ENV_ID else f"{env_id} from seed {spec.seed}"
+    progress.console.print(
+        f"run {run_id}: {spec.episodes} episode{'s' if spec.episodes != 1 else ''}, {what}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
     _play(agent, run_id, spec, progress, emit)
 
 

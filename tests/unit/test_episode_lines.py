@@ -6,6 +6,7 @@ import io
 import re
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -91,6 +92,7 @@ def test_evolvent_run_tells_each_episode_in_a_log(evolvent_home: Path) -> None:
         args = ["run", "--env", "toy:keys", "--episodes", "3", "--max-steps", "4"]
         r = runner.invoke(app, [*args, "--llm-url", url, "--thread-id", "logged"])
         assert r.exit_code == 0, r.output
+        assert "run logged: 3 episodes, toy:keys from seed 0" in r.stderr.splitlines()
         told = [ln for ln in r.stderr.splitlines() if ln.startswith("[")]
         assert [re.sub(r": (won|not won), score \d/2 in \d steps, .*", "", ln) for ln in told] == [
             "[1/3] episode 1 (seed 0)",
@@ -102,3 +104,27 @@ def test_evolvent_run_tells_each_episode_in_a_log(evolvent_home: Path) -> None:
         again = runner.invoke(app, ["run", "--resume", "logged", "--llm-url", url])
         assert again.exit_code == 0, again.output
         assert "] episode" not in again.stderr
+
+
+def test_an_interrupted_run_names_the_id_that_resumes_it(evolvent_home: Path) -> None:
+    """Ctrl-C in the first episode of a run whose id was generated: the message gives it."""
+    from agent.agent import Agent
+
+    def ctrl_c(*args: object, **kwargs: object) -> EpisodeResult:
+        raise KeyboardInterrupt
+
+    runner = CliRunner()
+    with instant_endpoint() as url:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(Agent, "run", ctrl_c)
+            args = ["run", "--env", "toy:keys", "--episodes", "2", "--llm-url", url]
+            r = runner.invoke(app, args)
+        assert r.exit_code == 130
+        (run_id,) = re.findall(r"^run (run-[0-9a-f-]+): 2 episodes, toy:keys", r.stderr, re.M)
+        assert r.stderr.splitlines()[-1] == (
+            "interrupted: every finished step is checkpointed; continue with "
+            f"`evolvent run --resume {run_id}`"
+        )
+        again = runner.invoke(app, ["run", "--resume", run_id, "--llm-url", url, "--json"])
+        assert again.exit_code == 0, again.output
+        assert len(again.stdout.splitlines()) == 2  # both episodes played on resume
