@@ -62,6 +62,49 @@ class EpisodeRow(BaseModel):
     result: dict[str, Any] | None = None
 
 
+class RunSummary(BaseModel):
+    """A CLI run as ``evolvent runs`` lists it."""
+
+    run_id: str
+    created: float
+    spec: RunSpec
+    finished: int
+    """Episodes finished (the others are unfinished or not started)."""
+
+    @property
+    def complete(self) -> bool:
+        return self.finished >= self.spec.episodes
+
+
+def list_runs(path: Path, limit: int) -> list[RunSummary]:
+    """The CLI runs recorded in the checkpoint database at ``path``, newest first, at most
+    ``limit``. Read-only: it creates nothing and works beside an agent that is playing."""
+    if not path.is_file():
+        return []
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        try:
+            rows = conn.execute(
+                "SELECT r.run_id, r.created, r.spec,"
+                " (SELECT COUNT(*) FROM evolvent_episodes e"
+                "  WHERE e.run_id = r.run_id AND e.status = 'finished')"
+                " FROM evolvent_runs r ORDER BY r.created DESC, r.rowid DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as e:
+        if "no such table" in str(e):
+            return []  # a database no CLI run has written to yet
+        raise ConfigError(f"cannot read checkpoint database {path}: {e}") from None
+    return [
+        RunSummary(
+            run_id=run_id, created=created, spec=RunSpec.model_validate_json(spec), finished=n
+        )
+        for run_id, created, spec, n in rows
+    ]
+
+
 class CheckpointStore:
     """Owns the SQLite connection shared by the checkpointer and the runs table."""
 

@@ -54,6 +54,7 @@ app = typer.Typer(
 
 
 from agent import cli_memory, cli_tools  # noqa: E402 - mounted after the root app exists
+from agent.cli_runs import runs  # noqa: E402
 from agent.server.cli import serve  # noqa: E402
 from benchmarks.harness.cli import bench  # noqa: E402
 
@@ -192,6 +193,9 @@ def run(
         raise typer.Exit(130) from None
     if not json_out:
         _print_summary(results)
+
+
+app.command("runs", cls=_Command)(runs)  # listed in --help right after `run`
 
 
 def _print_summary(results: list[EpisodeResult]) -> None:

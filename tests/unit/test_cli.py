@@ -18,8 +18,8 @@ runner = CliRunner()
 def test_help_documents_every_command() -> None:
     r = runner.invoke(app, ["--help"])
     assert r.exit_code == 0
-    for cmd in ("run", "serve-llm", "envs"):
-        assert cmd in r.output
+    for cmd in ("run", "runs", "serve-llm", "envs", "bench", "serve", "memory", "tools"):
+        assert f" {cmd} " in r.output
     r = runner.invoke(app, ["run", "--help"])
     for flag in (
         "--env",

@@ -1,8 +1,10 @@
-"""Plain progress lines where no bar can be drawn (stderr a log file or a pipe)."""
+"""Progress where stderr is not a terminal (a line per episode), the run id an interrupted
+`evolvent run` names, and `evolvent runs`, which lists the runs to resume."""
 
 from __future__ import annotations
 
 import io
+import json
 import re
 from pathlib import Path
 
@@ -125,6 +127,33 @@ def test_an_interrupted_run_names_the_id_that_resumes_it(evolvent_home: Path) ->
             "interrupted: every finished step is checkpointed; continue with "
             f"`evolvent run --resume {run_id}`"
         )
+        # `evolvent runs` finds it (the id is also there when the message is lost).
+        listed = runner.invoke(app, ["runs"])
+        assert listed.exit_code == 0, listed.output
+        assert re.search(
+            rf"{run_id} .* toy:keys from seed 0 .* 0/2 finished .* unfinished", listed.stdout
+        )
+        assert f"finish one with `evolvent run --resume {run_id}`" in listed.stderr
         again = runner.invoke(app, ["run", "--resume", run_id, "--llm-url", url, "--json"])
         assert again.exit_code == 0, again.output
         assert len(again.stdout.splitlines()) == 2  # both episodes played on resume
+        other = runner.invoke(
+            app, ["run", "--task", "Say hi.", "--llm-url", url, "--thread-id", "hi"]
+        )
+        assert other.exit_code == 0, other.output
+    rows = [json.loads(x) for x in runner.invoke(app, ["runs", "--json"]).stdout.splitlines()]
+    assert [(r["run_id"], r["finished"], r["spec"]["episodes"]) for r in rows] == [
+        ("hi", 1, 1),  # newest first
+        (run_id, 2, 2),
+    ]
+    assert rows[0]["spec"]["task"] == "Say hi."
+    listed = runner.invoke(app, ["runs", "--limit", "1"])
+    assert "hi " in listed.stdout and run_id not in listed.stdout and "a text task" in listed.stdout
+    assert "finish one with" not in listed.stderr  # nothing unfinished
+
+
+def test_runs_on_a_fresh_home_lists_nothing_and_creates_nothing(evolvent_home: Path) -> None:
+    r = CliRunner().invoke(app, ["runs"])
+    assert r.exit_code == 0 and r.stderr.startswith("no runs in ")
+    assert not evolvent_home.exists()
+    assert CliRunner().invoke(app, ["runs", "--json"]).stdout == ""
