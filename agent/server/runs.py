@@ -241,6 +241,7 @@ class RunManager:
             for run_id, act in self._active.items():
                 if not act.started:
                     self.store.update(run_id, status="interrupted")
+                    log.info("run %s interrupted before it started (shutting down)", run_id)
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     # -- workers ----------------------------------------------------------------------

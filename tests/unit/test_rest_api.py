@@ -298,6 +298,27 @@ def test_a_run_interrupted_by_a_restart_resumes_with_its_whole_trajectory(
         assert err.value.status_code == 409
 
 
+def test_a_graceful_stop_logs_the_runs_it_interrupts(
+    evolvent_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="agent.server.runs")
+    gate = Gate(policy="look")
+    config = ServerConfig(max_concurrent_runs=1, max_queued_runs=1)
+    with serve(evolvent_home, config, gate=gate) as s:
+        running = s.a.create_run("toy:keys", seed=1, max_steps=10)
+        queued = s.a.create_run("toy:keys", seed=1, max_steps=10)
+        gate.open()
+        wait_events(s.a, running.id, 1)
+        stopping = threading.Thread(target=s.app.state.runs.shutdown)
+        stopping.start()  # the running run ends after its current step, the queued one now
+        gate.open()
+        stopping.join(10)
+        assert {s.a.get_run(r.id).status for r in (running, queued)} == {"interrupted"}
+    log = told(caplog)
+    assert f"run {queued.id} interrupted before it started (shutting down)" in log
+    assert any(m.startswith(f"run {running.id} interrupted after ") for m in log)
+
+
 def test_runs_left_running_by_a_dead_server_are_interrupted_at_startup(
     evolvent_home: Path,
 ) -> None:
