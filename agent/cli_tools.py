@@ -126,6 +126,10 @@ def list_(
     status: Annotated[
         str | None, typer.Option("--status", help="active | disabled | rejected")
     ] = None,
+    episode: Annotated[
+        str | None,
+        typer.Option("--episode", help="Only tools mined from this episode (its thread id)."),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     namespace: NamespaceOpt = None,
     config: ConfigOpt = None,
@@ -133,16 +137,21 @@ def list_(
     """List tools with their version, status, uses, success rate, utility and source."""
     if status is not None and status not in STATUSES:
         raise _fail(f"unknown status {status!r}; valid: {', '.join(STATUSES)}")
+    if episode is not None and not episode.strip():
+        raise _fail("--episode must not be blank")
     from toolsmith.transfer import tool_row
 
     with _registry(namespace, config, read_only=True) as reg:
         wanted = cast("ToolStatus | None", status)
         tools = reg.list_tools(wanted) if reg is not None else []
+    if episode is not None:
+        tools = [t for t in tools if episode in t.provenance.episode_ids]
     if json_out:
         for t in tools:
             print(json.dumps(tool_row(t), sort_keys=True))
         return
-    table = Table(title=f"tools ({len(tools)})")
+    mined = f" mined from episode {episode}" if episode is not None else ""
+    table = Table(title=f"tools{mined} ({len(tools)})")
     for col in ("name", "kind", "version", "status", "uses", "success", "utility", "source"):
         table.add_column(col)
     for t in sorted(tools, key=lambda t: (t.status != "active", -t.uses, t.name)):

@@ -205,8 +205,9 @@ class EvolventClient:
 
     # -- tools ------------------------------------------------------------------------
 
-    def tools(self, status: ToolStatus | None = None) -> list[Tool]:
-        rows = self._json("GET", "/v1/tools", params=_params(status=status))
+    def tools(self, status: ToolStatus | None = None, episode: str | None = None) -> list[Tool]:
+        """The namespace's tools by name; with ``episode``, those mined from it."""
+        rows = self._json("GET", "/v1/tools", params=_params(status=status, episode=episode))
         return [Tool.model_validate(t) for t in rows]
 
     def tool(self, name: str) -> Tool:

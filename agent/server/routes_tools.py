@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -41,9 +41,19 @@ ToolName = Annotated[str, Path(min_length=1, max_length=200)]
 
 @router.get("", response_model=list[Tool], summary="List tools")
 def list_tools(
-    tools: Tools, status: Annotated[ToolStatus | None, optional_schema(ToolStatus)] = None
+    tools: Tools,
+    status: Annotated[ToolStatus | None, optional_schema(ToolStatus)] = None,
+    episode: Annotated[
+        str | None,
+        Query(min_length=1, max_length=200, description="Only tools mined from this episode"),
+        optional_schema(str, minLength=1, maxLength=200),
+    ] = None,
 ) -> list[Tool]:
-    return sorted(tools.list_tools(status), key=lambda t: t.name)
+    """By name; with ``episode``, only the tools whose provenance names that episode."""
+    found = tools.list_tools(status)
+    if episode is not None:
+        found = [t for t in found if episode in t.provenance.episode_ids]
+    return sorted(found, key=lambda t: t.name)
 
 
 @router.get(

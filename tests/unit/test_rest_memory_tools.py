@@ -227,10 +227,17 @@ def test_tools_versions_rollback_export_and_import(evolvent_home: Path) -> None:
 
 def test_tools_mined_by_runs_show_up(evolvent_home: Path) -> None:
     with serve(evolvent_home) as s:
-        for _ in range(2):  # two wins with the same procedure: a macro is mined
-            assert s.a.wait(s.a.create_run("toy:keys", seed=5, max_steps=12).id).result
+        runs = [s.a.wait(s.a.create_run("toy:keys", seed=5, max_steps=12).id) for _ in range(2)]
+        assert all(r.result for r in runs)  # two wins with the same procedure: a macro is mined
         mined = s.a.tools()
         assert mined and all(t.kind == "macro" and t.provenance.env_id == "toy:keys" for t in mined)
+        # Each names the episodes it came from; the list can be asked for one episode's.
+        for run in runs:
+            assert s.a.tools(episode=run.id) == [
+                t for t in mined if run.id in t.provenance.episode_ids
+            ]
+        assert any(s.a.tools(episode=run.id) for run in runs)
+        assert s.a.tools(episode="run-nope") == [] and s.b.tools(episode=runs[0].id) == []
 
 
 def test_health_readiness_and_metrics(evolvent_home: Path) -> None:

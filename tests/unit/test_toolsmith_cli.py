@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from agent.cli_tools import app
 from memory import HashingEmbedder
-from toolsmith import SqliteToolRegistry, Tool, ToolUse, Trajectory
+from toolsmith import SqliteToolRegistry, Tool, ToolProvenance, ToolUse, Trajectory
 
 runner = CliRunner()
 
@@ -52,6 +52,7 @@ def fill(mem: Path, namespace: str = "default") -> None:
             code="x",
             status="rejected",
             reason="static check: code does not parse",
+            provenance=ToolProvenance(source="llm", episode_ids=["run-7-0"]),
         )
     )
     reg.close()
@@ -77,6 +78,14 @@ def test_list_show_and_errors(mem: Path) -> None:
     ]
     assert [row["name"] for row in rows] == ["junk"]
     assert runner.invoke(app, ["list", "--status", "nope"]).exit_code == 2
+    # Only what one episode's trajectory gave.
+    r = runner.invoke(app, ["list", "--json", "--episode", "run-7-0"])
+    assert [json.loads(line)["name"] for line in r.output.splitlines()] == ["junk"]
+    r = runner.invoke(app, ["list", "--episode", "run-7-0"])
+    assert "tools mined from episode run-7-0 (1)" in r.output
+    assert runner.invoke(app, ["list", "--json", "--episode", "run-8-0"]).output == ""
+    r = runner.invoke(app, ["list", "--episode", " "])
+    assert r.exit_code == 2 and "--episode must not be blank" in r.output
 
     shown = json.loads(runner.invoke(app, ["show", "take_x__slice_x"]).output)
     assert shown["version"] == 2 and shown["uses"] == 1 and shown["utility"] == pytest.approx(1 / 3)
