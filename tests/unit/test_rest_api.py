@@ -7,10 +7,11 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from rest_support import KEYS, A, B, Gate, auth, long_seed, serve
+from rest_support import KEYS, A, B, Gate, Served, auth, long_seed, serve
 
 from agent.checkpoint import CheckpointStore
 from agent.errors import EvolventError
@@ -18,6 +19,7 @@ from agent.graph import build_graph
 from agent.llm.base import LLMClient
 from agent.server.client import ApiError, EvolventClient, RunEvent
 from agent.server.config import ServerConfig
+from agent.server.models import RunView
 from agent.server.store import RunRow, RunStore
 from agent.server.testing import quiet_settings
 
@@ -36,6 +38,20 @@ def checkpointed_steps(home: Path, thread_id: str) -> int:
         return len(state.values.get("steps", []))
     finally:
         store.close()
+
+
+@contextmanager
+def one_running_one_queued(home: Path) -> Iterator[tuple[Served, Gate, RunView, RunView]]:
+    """A server with room for one run: one running (its first step taken, the next waiting
+    for the gate) and one queued behind it."""
+    gate = Gate(policy="look")
+    config = ServerConfig(max_concurrent_runs=1, max_queued_runs=1)
+    with serve(home, config, gate=gate) as s:
+        running = s.a.create_run("toy:keys", seed=1, max_steps=10)
+        queued = s.a.create_run("toy:keys", seed=1, max_steps=10)
+        gate.open()
+        wait_events(s.a, running.id, 1)
+        yield s, gate, running, queued
 
 
 def told(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -232,13 +248,7 @@ def test_cancel_stops_after_the_current_step_and_keeps_the_checkpoint(
     evolvent_home: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="agent.server.runs")
-    gate = Gate(policy="look")
-    config = ServerConfig(max_concurrent_runs=1, max_queued_runs=1)
-    with serve(evolvent_home, config, gate=gate) as s:
-        running = s.a.create_run("toy:keys", seed=1, max_steps=10)
-        queued = s.a.create_run("toy:keys", seed=1, max_steps=10)
-        gate.open()
-        wait_events(s.a, running.id, 1)
+    with one_running_one_queued(evolvent_home) as (s, gate, running, queued):
         asked = s.a.cancel_run(running.id)
         assert asked.status == "running" and asked.cancel_requested
         assert s.a.cancel_run(queued.id).status == "cancelled"
@@ -302,13 +312,7 @@ def test_a_graceful_stop_logs_the_runs_it_interrupts(
     evolvent_home: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="agent.server.runs")
-    gate = Gate(policy="look")
-    config = ServerConfig(max_concurrent_runs=1, max_queued_runs=1)
-    with serve(evolvent_home, config, gate=gate) as s:
-        running = s.a.create_run("toy:keys", seed=1, max_steps=10)
-        queued = s.a.create_run("toy:keys", seed=1, max_steps=10)
-        gate.open()
-        wait_events(s.a, running.id, 1)
+    with one_running_one_queued(evolvent_home) as (s, gate, running, queued):
         stopping = threading.Thread(target=s.app.state.runs.shutdown)
         stopping.start()  # the running run ends after its current step, the queued one now
         gate.open()
