@@ -19,7 +19,7 @@ from agent.graph import build_graph
 from agent.llm.base import LLMClient
 from agent.server.client import ApiError, EvolventClient, RunEvent
 from agent.server.config import ServerConfig
-from agent.server.models import RunView
+from agent.server.models import RunCreated
 from agent.server.store import RunRow, RunStore
 from agent.server.testing import quiet_settings
 
@@ -41,7 +41,7 @@ def checkpointed_steps(home: Path, thread_id: str) -> int:
 
 
 @contextmanager
-def one_running_one_queued(home: Path) -> Iterator[tuple[Served, Gate, RunView, RunView]]:
+def one_running_one_queued(home: Path) -> Iterator[tuple[Served, Gate, RunCreated, RunCreated]]:
     """A server with room for one run: one running (its first step taken, the next waiting
     for the gate) and one queued behind it."""
     gate = Gate(policy="look")
