@@ -215,7 +215,7 @@ def _check_records(out: Path, spec: BenchSpec, records: dict[EpisodeKey, dict[st
     """Episodes recorded before ``bench.json`` kept the environment and seeds: each must be
     the episode ``spec`` would play under its key."""
     for (arm, repeat, phase, index), record in sorted(records.items()):
-        seeds = spec.stream(repeat) if phase == "train" else spec.test_seeds
+        seeds = spec.seeds(repeat, phase)
         seed = seeds[index] if index < len(seeds) else None
         if record.get("env") != spec.env or record.get("seed") != seed:
             raise BenchSpecError(

@@ -112,8 +112,7 @@ class BenchRunner:
         self._lines: EpisodeLines | None = None
 
     def jobs(self, repeat: int, phase: str) -> list[_Job]:
-        seeds = self.spec.stream(repeat) if phase == "train" else self.spec.test_seeds
-        return [_Job(phase, i, s) for i, s in enumerate(seeds)]
+        return [_Job(phase, i, s) for i, s in enumerate(self.spec.seeds(repeat, phase))]
 
     def total(self) -> int:
         s = self.spec

@@ -162,6 +162,11 @@ class BenchSpec(BaseModel):
             msgs = [f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()]
             raise BenchSpecError("invalid benchmark: " + "; ".join(msgs)) from None
 
+    def seeds(self, repeat: int, phase: str) -> list[int]:
+        """The seeds ``phase`` plays in ``repeat``, in order: the training stream, or the
+        held-out seeds (``pre`` and ``post``)."""
+        return self.stream(repeat) if phase == "train" else self.test_seeds
+
     def stream(self, repeat: int) -> list[int]:
         """Training order of ``repeat``: as given for repeat 0, a permutation seeded by the
         repeat otherwise. The order depends on nothing else, so every arm sees the same one."""
