@@ -143,9 +143,12 @@ def list_(
 
     with _registry(namespace, config, read_only=True) as reg:
         wanted = cast("ToolStatus | None", status)
-        tools = reg.list_tools(wanted) if reg is not None else []
-    if episode is not None:
-        tools = [t for t in tools if episode in t.provenance.episode_ids]
+        if reg is None:
+            tools = []
+        elif episode is not None:
+            tools = reg.mined_from(episode, wanted)
+        else:
+            tools = reg.list_tools(wanted)
     if json_out:
         for t in tools:
             print(json.dumps(tool_row(t), sort_keys=True))

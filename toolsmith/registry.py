@@ -153,6 +153,11 @@ class ToolRegistry(ABC):
             self.put(tool)
             return tool
 
+    def mined_from(self, episode_id: str, status: ToolStatus | None = None) -> list[Tool]:
+        """The tools (of ``status``, when given) whose provenance names episode
+        ``episode_id``: what that episode's trajectory gave."""
+        return [t for t in self.list_tools(status) if episode_id in t.provenance.episode_ids]
+
     def import_tool(self, tool: Tool, history: Sequence[Tool] = ()) -> None:
         """Add ``tool`` and its earlier versions as they were exported (versions, status,
         usage and provenance kept). Raises KeyError when the name is taken."""

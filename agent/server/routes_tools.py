@@ -50,9 +50,7 @@ def list_tools(
     ] = None,
 ) -> list[Tool]:
     """By name; with ``episode``, only the tools whose provenance names that episode."""
-    found = tools.list_tools(status)
-    if episode is not None:
-        found = [t for t in found if episode in t.provenance.episode_ids]
+    found = tools.list_tools(status) if episode is None else tools.mined_from(episode, status)
     return sorted(found, key=lambda t: t.name)
 
 

@@ -14,6 +14,7 @@ from toolsmith import (
     SqliteToolRegistry,
     Tool,
     ToolFeedback,
+    ToolProvenance,
     ToolRegistry,
     ToolRegistryError,
     ToolUse,
@@ -146,6 +147,18 @@ def test_delete_forgets_a_tool_and_its_history(reg: ToolRegistry) -> None:
     assert [t.episode_id for t in reg.trajectories("toy")] == ["e1"]  # mined from: kept
     again = reg.register(macro("m", "mined again", "a b", "c d"))
     assert again.version == 1 and [t.version for t in reg.versions("m")] == [1]
+
+
+def test_mined_from_lists_the_tools_an_episode_gave(reg: ToolRegistry) -> None:
+    for name, episodes in (("a", ["e1", "e2"]), ("b", ["e2"]), ("c", [])):
+        tool = macro(name, f"doc {name}", "x y", "z w")
+        tool.provenance = ToolProvenance(episode_ids=episodes)
+        reg.register(tool)
+    reg.set_status("b", "disabled", "by hand")
+    assert [t.name for t in reg.mined_from("e2")] == ["a", "b"]
+    assert [t.name for t in reg.mined_from("e2", "active")] == ["a"]
+    assert [t.name for t in reg.mined_from("e1")] == ["a"]
+    assert reg.mined_from("e9") == []
 
 
 def test_import_tool_keeps_versions_usage_and_status(reg: ToolRegistry) -> None:
