@@ -100,6 +100,11 @@ def _parse_tools(body: bytes) -> list[tuple[Tool, list[Tool]]]:
 
 @router.get("/{name}", response_model=Tool, summary="One tool", responses=error_responses(404))
 def get_tool(name: ToolName, tools: Tools) -> Tool:
+    return _tool(tools, name)
+
+
+def _tool(tools: ToolRegistry, name: str) -> Tool:
+    """The current version of ``name``; 404 for an unknown tool."""
     tool = tools.get(name)
     if tool is None:
         raise HTTPException(404, f"no tool {name!r}")
@@ -113,8 +118,7 @@ def get_tool(name: ToolName, tools: Tools) -> Tool:
     responses=error_responses(404),
 )
 def disable_tool(name: ToolName, tools: Tools) -> Tool:
-    if tools.get(name) is None:
-        raise HTTPException(404, f"no tool {name!r}")
+    _tool(tools, name)
     return tools.set_status(name, "disabled", "disabled through the API")
 
 
@@ -125,10 +129,7 @@ def disable_tool(name: ToolName, tools: Tools) -> Tool:
     responses=error_responses(404, 409),
 )
 def enable_tool(name: ToolName, tools: Tools) -> Tool:
-    tool = tools.get(name)
-    if tool is None:
-        raise HTTPException(404, f"no tool {name!r}")
-    if tool.status == "rejected":
+    if _tool(tools, name).status == "rejected":
         raise HTTPException(409, f"tool {name!r} failed validation and cannot be enabled")
     return tools.set_status(name, "active", None)
 
