@@ -60,6 +60,15 @@ def static_problems(source: str, *, tests: bool = False) -> list[str]:
     return problems
 
 
+def tool_problems(code: str | None, tests: str | None, *, tests_required: bool = True) -> list[str]:
+    """Reasons a code tool's code and tests are not accepted (empty when they are): the
+    tests are checked when there are any, or always when ``tests_required`` (a new tool)."""
+    problems = static_problems(code or "")
+    if tests or tests_required:
+        problems += static_problems(tests or "", tests=True)
+    return problems
+
+
 def _node_problem(node: ast.AST, allowed: frozenset[str] | set[str]) -> str | None:
     if isinstance(node, ast.Import):
         bad = [a.name for a in node.names if a.name.split(".")[0] not in allowed]

@@ -15,7 +15,7 @@ from agent.errors import EvolventError
 from agent.jsonl import parse_row
 from toolsmith.models import Tool
 from toolsmith.registry import ToolRegistry
-from toolsmith.static import static_problems
+from toolsmith.static import tool_problems
 
 
 class ToolImportError(EvolventError):
@@ -73,9 +73,7 @@ def imported(row: Any, where: str) -> tuple[Tool, list[Tool]]:
     if tool.args:
         raise ToolImportError(f"{where}: {tool.name!r} is an offer (args set), not a tool")
     if tool.kind == "code" and tool.status != "rejected":
-        problems = static_problems(tool.code or "")
-        if tool.tests:
-            problems += static_problems(tool.tests, tests=True)
+        problems = tool_problems(tool.code, tool.tests, tests_required=False)
         if problems:
             raise ToolImportError(
                 f"{where}: code tool {tool.name!r} fails the static check ({problems[0]}); "

@@ -16,7 +16,7 @@ from toolsmith.models import Tool, Trajectory
 from toolsmith.params import instantiate, match, matches, slots_in
 from toolsmith.replay import EnvFactory, replay_macro, replay_score
 from toolsmith.sandboxed import run_tests
-from toolsmith.static import static_problems
+from toolsmith.static import tool_problems
 
 
 class Verdict(BaseModel):
@@ -29,7 +29,7 @@ class Verdict(BaseModel):
 
 def validate_code_tool(tool: Tool, sandbox: Sandbox | None, timeout: float = 10.0) -> Verdict:
     """Static checks of code and tests, then the tests in the sandbox (all must pass)."""
-    problems = static_problems(tool.code or "") + static_problems(tool.tests or "", tests=True)
+    problems = tool_problems(tool.code, tool.tests)
     if problems:
         return Verdict(ok=False, note="static check: " + "; ".join(problems[:4]))
     if sandbox is None:
