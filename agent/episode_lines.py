@@ -21,14 +21,14 @@ def outcome(result: EpisodeResult) -> str:
     """``won, score 1/1 in 9 steps, 12.3 s``."""
     mark = "won" if result.success else "not won"
     return (
-        f"{mark}, score {result.score:g}/{result.max_score:g} in {steps(result.steps)}, "
+        f"{mark}, score {result.score:g}/{result.max_score:g} in {counted(result.steps, 'step')}, "
         f"{result.wall_s:.1f} s"
     )
 
 
-def steps(n: int) -> str:
+def counted(n: int, noun: str) -> str:
     """``1 step``, ``9 steps``."""
-    return f"{n} step" if n == 1 else f"{n} steps"
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def duration(seconds: float) -> str:

@@ -22,7 +22,7 @@ from rich.progress import (
 from agent.agent import Agent
 from agent.checkpoint import RunSpec
 from agent.config import Settings
-from agent.episode_lines import EpisodeLines
+from agent.episode_lines import EpisodeLines, counted
 from agent.errors import ResumeError
 from agent.result import EpisodeResult, StepView
 from agent.tasks import TEXT_ENV_ID
@@ -114,7 +114,7 @@ def _start(
         on_run(run_id)
     what = "a text task" if env_id == TEXT_ENV_ID else f"{env_id} from seed {spec.seed}"
     progress.console.print(
-        f"run {run_id}: {spec.episodes} episode{'s' if spec.episodes != 1 else ''}, {what}",
+        f"run {run_id}: {counted(spec.episodes, 'episode')}, {what}",
         markup=False,
         highlight=False,
         soft_wrap=True,

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.agent import Agent
-from agent.episode_lines import steps
+from agent.episode_lines import counted
 from agent.errors import EvolventError
 from agent.result import StepView
 from agent.server.deps import ServerDeps
@@ -346,7 +346,7 @@ def _how(fields: dict[str, Any]) -> str:
     if result is not None:
         mark = "won" if result["success"] else "not won"
         score = f"{result['score']:g}/{result['max_score']:g}"
-        return f": {mark}, score {score} in {steps(result['steps'])}"
+        return f": {mark}, score {score} in {counted(result['steps'], 'step')}"
     error = fields.get("error")
     return f": {error}" if error else ""
 
