@@ -7,16 +7,15 @@ running on the same embedded store.
 from __future__ import annotations
 
 import itertools
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from agent.consoles import stderr_console, stdout_console
 from agent.errors import EvolventError
 from agent.jsonl import parse_row, read_jsonl, write_jsonl
 
@@ -24,8 +23,8 @@ if TYPE_CHECKING:
     from memory.records import MemoryKind, MemoryRecord
     from memory.store import MemoryStore
 
-err = Console(stderr=True)
-out = Console(width=None if sys.stdout.isatty() else 160)
+err = stderr_console()
+out = stdout_console()
 
 app = typer.Typer(
     help="Inspect and manage learned memory.", no_args_is_help=True, rich_markup_mode="markdown"

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from agent.consoles import stderr_console, stdout_console
 from agent.errors import EvolventError
 
 
@@ -26,7 +26,7 @@ def runs(
     from agent.config import load_settings
     from agent.tasks import TEXT_ENV_ID
 
-    err = Console(stderr=True)
+    err = stderr_console()
     try:
         path = load_settings(config).checkpoint_path
         found = list_runs(path, limit)
@@ -53,7 +53,7 @@ def runs(
             f"{r.finished}/{s.episodes} finished",
             "complete" if r.complete else "unfinished",
         )
-    Console(width=None if Console().is_terminal else 160).print(t)
+    stdout_console().print(t)
     unfinished = [r.run_id for r in found if not r.complete]
     if unfinished:
         err.print(

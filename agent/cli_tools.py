@@ -8,16 +8,15 @@ commands never create it; an agent may be running on it at the same time.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from agent.consoles import stderr_console, stdout_console
 from agent.errors import EvolventError
 from agent.jsonl import read_jsonl, write_jsonl
 
@@ -29,8 +28,8 @@ if TYPE_CHECKING:
     from toolsmith.models import Tool, ToolStatus
     from toolsmith.registry import ToolRegistry
 
-err = Console(stderr=True)
-out = Console(width=None if sys.stdout.isatty() else 160)
+err = stderr_console()
+out = stdout_console()
 
 app = typer.Typer(
     help="Inspect and manage the tools the agent built.",

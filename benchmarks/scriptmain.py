@@ -6,13 +6,14 @@ from collections.abc import Callable
 
 from rich.console import Console
 
+from agent.consoles import stderr_console
 from agent.errors import EvolventError
 
 
 def run_script(body: Callable[[Console], int]) -> int:
     """Run a script's ``body`` (given the stderr console; returns the exit code). A user
     error prints one line and exits 2, never a stack trace; Ctrl-C exits 130."""
-    err = Console(stderr=True)
+    err = stderr_console()
     try:
         return body(err)
     except EvolventError as e:

@@ -6,20 +6,19 @@ Mounted by ``agent/cli.py``; heavy modules are imported inside the command so th
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
 
+from agent.consoles import stderr_console, stdout_console
 from agent.errors import EvolventError
 
 if TYPE_CHECKING:
     from rich.table import Table
 
-err = Console(stderr=True)
-out = Console(width=None if sys.stdout.isatty() else 160)
+err = stderr_console()
+out = stdout_console()
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
