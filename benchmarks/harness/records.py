@@ -8,7 +8,8 @@ and the schedule it was started with.
   batch.
 * ``OUT/bench.json``: what the recorded episodes are episodes of (environment, seeds, step
   limit) and the executor and concurrency (they decide what an arm learns): a resume must
-  keep them all. Arms and repeats may be added. Also the tag that keeps this run's
+  keep them all once an episode is recorded (before that, a rerun with other options starts
+  afresh). Arms and repeats may be added. Also the tag that keeps this run's
   namespaces apart on a shared Chroma server.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 import uuid
 from pathlib import Path
@@ -29,6 +31,7 @@ from benchmarks.harness.spec import BenchSpec, BenchSpecError, format_seeds
 EPISODES_FILE = "episodes.jsonl"
 RUN_FILE = "bench.json"
 PENDING_DIR = "pending"
+STATE_DIR = "state"
 EpisodeKey = tuple[str, int, str, int]
 """``(arm, repeat, phase, index)``: one episode of a benchmark."""
 
@@ -143,7 +146,9 @@ class RunInfo(BaseModel):
         ``records``: the episodes ``out`` already holds (a directory from before this file
         existed keeps untagged namespaces); ``max_steps``: this run's step limit. Raises
         ``BenchSpecError`` when ``spec`` would mix its episodes with another run's or change
-        the schedule of a run half done.
+        the schedule of a run half done. A run that recorded no episode (and left none
+        pending) may be started again with other options: its ``state/``, which can then
+        hold only half-played episodes of the old options, is removed.
         """
         path = out / RUN_FILE
         wanted = {
@@ -157,13 +162,22 @@ class RunInfo(BaseModel):
                 info = cls.model_validate_json(path.read_text(encoding="utf-8"))
             except ValidationError:
                 raise BenchSpecError(f"{path} is damaged; fix or delete it") from None
+            kept = info.model_dump(include=set(wanted))
+            changed = kept != wanted or (info.executor, info.concurrency) != (
+                spec.executor,
+                spec.concurrency,
+            )
+            if changed and not records and not PendingEpisodes(out / PENDING_DIR).keys():
+                # Nothing was recorded under those options (a run that failed before its
+                # first episode ended): start afresh, without its half-played checkpoints.
+                shutil.rmtree(out / STATE_DIR, ignore_errors=True)
+                return cls._start(path, spec, wanted, tag=uuid.uuid4().hex[:6])
             if (info.executor, info.concurrency) != (spec.executor, spec.concurrency):
                 raise BenchSpecError(
                     f"{out} was started with --executor {info.executor} --concurrency "
                     f"{info.concurrency}; resume with the same (the schedule decides what an "
                     "arm learns) or use another --out"
                 )
-            kept = info.model_dump(include=set(wanted))
             if any(v is None for v in kept.values()):  # kept since: check the records
                 _check_records(out, spec, records)
                 info = info.model_copy(update=wanted)
@@ -174,12 +188,11 @@ class RunInfo(BaseModel):
         if not records and not (out / EPISODES_FILE).exists():
             _check_empty(out)
         _check_records(out, spec, records)
-        info = cls(
-            executor=spec.executor,
-            concurrency=spec.concurrency,
-            tag="" if records else uuid.uuid4().hex[:6],
-            **wanted,
-        )
+        return cls._start(path, spec, wanted, tag="" if records else uuid.uuid4().hex[:6])
+
+    @classmethod
+    def _start(cls, path: Path, spec: BenchSpec, wanted: dict[str, Any], *, tag: str) -> RunInfo:
+        info = cls(executor=spec.executor, concurrency=spec.concurrency, tag=tag, **wanted)
         _write_atomic(path, info.model_dump_json(indent=1))
         return info
 

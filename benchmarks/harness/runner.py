@@ -61,6 +61,7 @@ from rich.progress import (
 
 from agent.agent import Agent
 from agent.config import Settings
+from agent.consoles import stderr_console
 from agent.deferred import PlayedEpisode
 from agent.episode_lines import EpisodeLines
 from agent.errors import ConfigError
@@ -71,6 +72,7 @@ from benchmarks.harness.players import Player, PlayJob, ThreadPlayer
 from benchmarks.harness.records import (
     EPISODES_FILE,
     PENDING_DIR,
+    STATE_DIR,
     EpisodeKey,
     EpisodeLog,
     PendingEpisodes,
@@ -102,7 +104,7 @@ class BenchRunner:
         self.spec = spec
         self.base = base
         self.backends = backends or default_backends()
-        self.console = console or Console(stderr=True)
+        self.console = console or stderr_console()
         self.log = EpisodeLog(spec.out / EPISODES_FILE)
         self.pending = PendingEpisodes(spec.out / PENDING_DIR)
         self.records = self.log.load()
@@ -126,12 +128,15 @@ class BenchRunner:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise ConfigError(f"cannot make the output folder {out}: {e.strerror or e}") from None
-        self.info = RunInfo.settle(
-            self.spec.out,
-            self.spec,
-            records=self.records,
-            max_steps=self.spec.max_steps or self.base.limits.max_steps,
-        )
+        try:
+            self.info = RunInfo.settle(
+                self.spec.out,
+                self.spec,
+                records=self.records,
+                max_steps=self.spec.max_steps or self.base.limits.max_steps,
+            )
+        except OSError as e:
+            raise ConfigError(f"cannot write in --out {out}: {e.strerror or e}") from None
         self.console.print(
             f"schedule: {self.spec.schedule}; executor: {self.spec.executor}", highlight=False
         )
@@ -196,7 +201,7 @@ class BenchRunner:
         base = self.base
         if not base.memory.url:
             with self.console.status("starting a Chroma server for the Ray workers"):
-                url = stack.enter_context(chroma_server(self.spec.out / "state" / "chroma"))
+                url = stack.enter_context(chroma_server(self.spec.out / STATE_DIR / "chroma"))
             base = with_overrides(base, {"memory.url": url})
         if not base.llm.base_url:
             from agent.llm.embedded import shared_server
@@ -219,7 +224,7 @@ class BenchRunner:
         }
         if not any(todo.values()):
             return
-        state_dir = self.spec.out / "state" / f"r{repeat}" / arm
+        state_dir = self.spec.out / STATE_DIR / f"r{repeat}" / arm
         tag = self.info.tag if self.info is not None and self.base.memory.url else ""
         settings = arm_settings(self.base, arm, state_dir, repeat, tag)
         state = self.backends.open_state(settings, state_dir)
@@ -298,14 +303,24 @@ class BenchRunner:
                 local.agent = agent
             return agent
 
-        def play(job: _Job) -> None:
-            self._play(worker_agent(), arm, repeat, job, state)
+        stopping = threading.Event()  # after a failure or Ctrl-C: start no more episodes
 
+        def play(job: _Job) -> None:
+            if stopping.is_set():
+                return
+            try:
+                self._play(worker_agent(), arm, repeat, job, state)
+            except BaseException:
+                stopping.set()
+                raise
+
+        pool = ThreadPoolExecutor(self.spec.concurrency, thread_name_prefix="bench")
         try:
-            with ThreadPoolExecutor(self.spec.concurrency, thread_name_prefix="bench") as pool:
-                for future in [pool.submit(play, j) for j in jobs]:
-                    future.result()
+            for future in [pool.submit(play, j) for j in jobs]:
+                future.result()
         finally:
+            stopping.set()  # those in play run to their end and are recorded
+            pool.shutdown(wait=True, cancel_futures=True)
             for close in closers:
                 close()
 

@@ -507,6 +507,26 @@ def test_a_resume_must_play_the_same_episodes(tmp_path: Path) -> None:
     assert json.loads((out / "bench.json").read_text())["train_seeds"] == [0, 1]
 
 
+def test_a_run_that_recorded_nothing_may_start_again_with_other_options(tmp_path: Path) -> None:
+    """A run that failed before its first episode ended (an LLM not reachable, a kill) left
+    bench.json behind: a rerun that fixes an option is a new run, not a refused resume."""
+    out = tmp_path / "out"
+    with pytest.raises(Killed):  # the first episode dies at its first LLM call
+        bench(out, Site(stop=lambda worker, call: call == 1), tmp_path / "h", arms="frozen")
+    assert not EpisodeLog(out / "episodes.jsonl").load()  # those queued were not started
+    assert list((out / "state").rglob("pre-w0.sqlite"))  # the first episode's checkpoints
+    again = bench(out, Site(), tmp_path / "h", arms="frozen", test_seeds="200-202")
+    # The half-played episode of seed 100 was not resumed as the new run's first one.
+    assert [(r["phase"], r["seed"]) for r in again if r["phase"] != "train"] == [
+        *(("pre", s) for s in (200, 201, 202)),
+        *(("post", s) for s in (200, 201, 202)),
+    ]
+    assert json.loads((out / "bench.json").read_text())["test_seeds"] == [200, 201, 202]
+    # Once an episode is recorded, the options are the run's.
+    with pytest.raises(BenchSpecError, match=r"started with .*--test-seeds 200-202"):
+        bench(out, Site(), tmp_path / "h", arms="frozen", test_seeds="100-102")
+
+
 def test_bench_command_rejects_bad_executor_options(tmp_path: Path) -> None:
     app = typer.Typer()
     app.command()(bench_command)
@@ -519,6 +539,26 @@ def test_bench_command_rejects_bad_executor_options(tmp_path: Path) -> None:
     assert "Traceback" not in r.output
     r = runner.invoke(app, ["bench", "--help"])
     assert "batches of N consecutive episodes" in " ".join(r.output.split())
+
+
+def test_an_out_folder_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
+    """As root only /sys and the like refuse a write: the OS's answer is faked here."""
+    from benchmarks.harness import records
+
+    def refused(path: Path, text: str) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    app = typer.Typer()
+    app.command()(bench_command)
+    app.command("other")(lambda: None)
+    out = tmp_path / "out"
+    args = ["bench", "--env", "toy:keys", "--train-seeds", "0", "--out", str(out)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(records, "_write_atomic", refused)
+        r = CliRunner().invoke(app, args)
+    assert r.exit_code == 2, r.output
+    assert f"cannot write in --out {out}: Permission denied" in r.output
+    assert "Traceback" not in r.output
 
 
 def test_a_new_run_never_writes_into_a_folder_of_other_files(tmp_path: Path) -> None:
