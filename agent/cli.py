@@ -13,22 +13,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
 
 # Typer vendors click; its parser raises these classes, not the `click` package's.
 from typer._click.core import Context as ClickContext
+from typer._click.core import ParameterSource
 from typer._click.exceptions import NoSuchOption
 
 import agent as agent_pkg
+from agent.consoles import stderr_console, stdout_console
 from agent.errors import EvolventError
 
 if TYPE_CHECKING:
     from agent.config import Settings
     from agent.result import EpisodeResult
 
-err = Console(stderr=True)
-# Tables stay readable when stdout is a file or a pipe (rich would assume 80 columns).
-out = Console(width=None if sys.stdout.isatty() else 160)
+err = stderr_console()
+out = stdout_console()
 
 
 class _Command(typer.core.TyperCommand):
@@ -108,6 +108,7 @@ def _settings(config: Path | None, **overrides: Any) -> Settings:
 
 @app.command(cls=_Command)
 def run(
+    ctx: typer.Context,
     env: Annotated[
         str | None,
         typer.Option("--env", help="Environment id (see `evolvent envs`), e.g. textworld:cooking."),
@@ -144,11 +145,23 @@ def run(
     """Play episodes with the agent; it learns from each one."""
     from agent.runner import RunRequest, run_cli
 
-    for flag, given in (("--env", env), ("--task", task), ("--thread-id", thread_id)):
+    named = (("--env", env), ("--task", task), ("--thread-id", thread_id), ("--resume", resume))
+    for flag, given in named:
         if given is not None and not given.strip():  # as the REST API refuses a blank task
             _fail(f"{flag} must not be blank")
-    if resume and (env or task or thread_id):
-        _fail("--resume continues an existing run: don't combine it with --env/--task/--thread-id")
+    if resume:
+        # A run resumes as it was started: its episodes, seeds and limits are stored with it.
+        fixed = [flag for flag, given in named[:3] if given]
+        fixed += [
+            "--" + name.replace("_", "-")
+            for name in ("episodes", "seed", "max_steps", "token_budget")
+            if ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
+        ]
+        if fixed:
+            _fail(
+                "--resume continues a run as it was started (its episodes, seeds and limits): "
+                f"don't combine it with {'/'.join(fixed)}"
+            )
     if not resume and not env and not task:
         env = "textworld:cooking"
     if env and task:

@@ -45,8 +45,9 @@ class EpisodeLines:
     """Counts finished episodes and, when ``console`` is not a terminal, prints a line each.
 
     ``done`` is how many of ``total`` were finished before (a resumed run); the estimate of
-    the time left uses only the episodes finished since this object was made. Safe to call
-    from several threads (episodes played concurrently)."""
+    the time left uses only the episodes finished since this object was made, and leaves out
+    the start-up before the first of them (starting the LLM, opening the stores: paid once,
+    not per episode). Safe to call from several threads (episodes played concurrently)."""
 
     def __init__(
         self,
@@ -62,6 +63,7 @@ class EpisodeLines:
         self._here = 0
         self._clock = clock
         self._start = clock()
+        self._startup: float | None = None
         self._lock = threading.Lock()
 
     def counted(self) -> None:
@@ -77,7 +79,10 @@ class EpisodeLines:
             self._here += 1
             left = self.total - self.done
             line = f"[{self.done}/{self.total}] {what}: {outcome(result)}"
+            now = self._clock()
+            if self._startup is None:  # what came before the first episode began
+                self._startup = max(0.0, now - self._start - result.wall_s)
             if left > 0:
-                per_episode = (self._clock() - self._start) / self._here
+                per_episode = (now - self._start - self._startup) / self._here
                 line += f"; about {duration(per_episode * left)} left"
             self.console.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -153,7 +153,7 @@ def _play(
     for i in range(spec.episodes):
         tid = episode_thread(run_id, i, spec.episodes)
         row = agent.checkpoints.episode(tid)
-        bar = progress.add_task(f"  episode {i + 1} (seed {spec.seed + i})", total=spec.max_steps)
+        bar = progress.add_task(f"  episode {i} (seed {spec.seed + i})", total=spec.max_steps)
 
         def advance(step: StepView, bar: TaskID = bar) -> None:
             progress.update(bar, completed=step.index + 1)
@@ -180,10 +180,10 @@ def _play(
         if finished_before:
             lines.counted()
         else:
-            lines.finished(f"episode {i + 1} (seed {spec.seed + i})", result)
+            lines.finished(f"episode {i} (seed {spec.seed + i})", result)
         emit(result)
 
 
 def _label(i: int, r: EpisodeResult) -> str:
     mark = "[green]won[/]" if r.success else "[red]not won[/]"
-    return f"  episode {i + 1}: {mark} score {r.score:g}/{r.max_score:g} in {r.steps} steps"
+    return f"  episode {i}: {mark} score {r.score:g}/{r.max_score:g} in {r.steps} steps"

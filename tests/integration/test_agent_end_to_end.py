@@ -153,7 +153,7 @@ def test_killed_subprocess_resumes_and_finishes(evolvent_home: Path, games_dir: 
         assert key in result
     assert result["thread_id"] == thread and result["env"] == "textworld:cooking"
     # stderr is a pipe, where no bar is drawn: the episode is told in a line instead.
-    assert "[1/1] episode 1 (seed 1): " in done.stderr
+    assert "[1/1] episode 0 (seed 1): " in done.stderr
     assert result["seed"] == 1
     assert result["steps"] == 6 or result["stop_reason"] in ("won", "lost", "done")
     assert _checkpoints(db, thread) > before

@@ -92,6 +92,7 @@ def test_conflicting_flags(evolvent_home: Path) -> None:
         ["run", "--task", "   "],
         ["run", "--env", ""],
         ["run", "--env", "toy:keys", "--thread-id", " "],
+        ["run", "--resume", ""],  # once started a new cooking run
     ],
 )
 def test_blank_values_are_refused_not_defaulted(evolvent_home: Path, argv: list[str]) -> None:
@@ -99,6 +100,24 @@ def test_blank_values_are_refused_not_defaulted(evolvent_home: Path, argv: list[
     r = runner.invoke(app, argv)
     flag = argv[-2]
     assert r.exit_code == 2 and f"{flag} must not be blank" in r.output, r.output
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (["--episodes", "1"], "--episodes"),
+        (["--seed", "50", "--max-steps", "5"], "--seed/--max-steps"),
+        (["--token-budget", "9", "--env", "toy:keys"], "--env/--token-budget"),
+    ],
+)
+def test_resume_refuses_what_the_run_was_started_with(
+    evolvent_home: Path, extra: list[str], named: str
+) -> None:
+    # They were ignored: the run resumed with its stored episodes, seeds and limits.
+    r = runner.invoke(app, ["run", "--resume", "some-run", *extra])
+    assert r.exit_code == 2, r.output
+    assert f"don't combine it with {named}" in r.output
+    assert not (evolvent_home / "checkpoints.sqlite").exists()  # nothing was started
 
 
 def test_unreachable_endpoint_is_one_line(evolvent_home: Path) -> None:

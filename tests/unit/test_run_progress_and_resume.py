@@ -65,7 +65,7 @@ def test_a_line_per_episode_with_the_time_left_when_not_a_terminal() -> None:
     clock = Clock()
     lines = EpisodeLines(Console(file=buf, force_terminal=False, width=60), 5, clock=clock)
     lines.counted()  # finished before this run: counted, not told, not in the estimate
-    clock.now += 30
+    clock.now += 42  # 12 s of start-up (the LLM, the stores): not a cost of each episode
     lines.finished("episode 2 (seed 1)", result(True, 9, 29.97))
     clock.now += 10
     lines.finished("episode 3 (seed 2)", result(False, 20, 10.0))
@@ -97,9 +97,9 @@ def test_evolvent_run_tells_each_episode_in_a_log(evolvent_home: Path) -> None:
         assert "run logged: 3 episodes, toy:keys from seed 0" in r.stderr.splitlines()
         told = [ln for ln in r.stderr.splitlines() if ln.startswith("[")]
         assert [re.sub(r": (won|not won), score \d/2 in \d steps, .*", "", ln) for ln in told] == [
-            "[1/3] episode 1 (seed 0)",
-            "[2/3] episode 2 (seed 1)",
-            "[3/3] episode 3 (seed 2)",
+            "[1/3] episode 0 (seed 0)",  # episode i is the thread logged-i
+            "[2/3] episode 1 (seed 1)",
+            "[3/3] episode 2 (seed 2)",
         ]
         assert ["left" in ln for ln in told] == [True, True, False]
         # Resuming a finished run plays nothing and tells nothing new.
