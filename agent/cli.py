@@ -310,7 +310,12 @@ def envs() -> None:
         out.print(e)
     for family in FAMILIES.values():
         if family.summary:
-            out.print(f"# {family.prefix}: {family.summary}", markup=False, highlight=False)
+            out.print(
+                f"# {family.prefix}: {family.summary}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
         for name in family.names:
             out.print(f"{family.prefix}:{name}")
 

@@ -152,3 +152,16 @@ def test_unreachable_endpoint_is_one_line(evolvent_home: Path) -> None:
 def test_out_of_range_values(bad: str) -> None:
     r = runner.invoke(app, ["run", bad])
     assert r.exit_code == 2
+
+
+def test_envs_prints_one_line_per_id_or_family_in_a_pipe(evolvent_home: Path) -> None:
+    """`evolvent envs | grep ...`: a family's long summary is not wrapped onto a second line."""
+    from benchmarks.envs.registry import FAMILIES, is_env_id
+
+    done = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "envs"], capture_output=True, text=True, check=True
+    )
+    lines = done.stdout.splitlines()
+    summaries = [ln for ln in lines if ln.startswith("# ")]
+    assert len(summaries) == sum(1 for f in FAMILIES.values() if f.summary)
+    assert all(is_env_id(ln) for ln in lines if not ln.startswith("# "))
