@@ -31,7 +31,7 @@ EndpointKind = Literal["auto", "llamacpp", "vllm", "openai"]
 class LLMSettings(BaseModel):
     """The backbone LLM."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     base_url: str | None = None
     """OpenAI-compatible base URL (e.g. ``http://127.0.0.1:8000/v1`` for ``vllm serve``).
@@ -67,7 +67,7 @@ class LLMSettings(BaseModel):
 class MemorySettings(BaseModel):
     """Where learned state lives."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     path: Path | None = None
     """Directory of the embedded store (Chroma PersistentClient, tool registry);
@@ -139,7 +139,7 @@ class MemorySettings(BaseModel):
 class SandboxSettings(BaseModel):
     """Where synthesized code runs."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     backend: Literal["auto", "bwrap", "docker", "subprocess"] = "auto"
     """``auto`` picks docker when an engine is reachable, else bwrap, else subprocess."""
@@ -150,7 +150,7 @@ class SandboxSettings(BaseModel):
 class LimitSettings(BaseModel):
     """Typed stop conditions of an episode."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     max_steps: int = Field(default=20, ge=1, le=10_000)
     """Environment actions per episode."""
@@ -169,7 +169,7 @@ Durability = Literal["sync", "async", "exit"]
 class AgentSettings(BaseModel):
     """Prompting knobs of the nodes."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     plan_max_tokens: int = Field(default=48, ge=0)
     """Tokens for the planner's subgoals (0 disables the LLM plan)."""
@@ -243,6 +243,7 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         extra="forbid",
         validate_default=True,
+        allow_inf_nan=False,  # EVOLVENT_MEMORY__EPISODIC__Q0=nan would reach the memories
     )
 
     llm: LLMSettings = LLMSettings()
@@ -344,7 +345,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         merged = _deep_merge(base.model_dump(), nested)
         return Settings.model_validate(merged)
     except ValidationError as e:
-        raise ConfigError(_format_validation(e)) from None
+        raise ConfigError(format_validation(e)) from None
     finally:
         if config_file is not None:
             if previous is None:
@@ -363,20 +364,23 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _format_validation(e: ValidationError) -> str:
+def format_validation(e: ValidationError, root: type[BaseModel] | None = None) -> str:
+    """``invalid settings: SECTION.KEY: problem; ...``; an unknown key lists the valid ones
+    of its section (``root``: the settings model validated, ``Settings`` by default)."""
     lines = []
     for err in e.errors():
         loc = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":  # a typo, most likely: say what there is
-            lines.append(f"{loc}: unknown setting (valid: {', '.join(_valid_keys(err['loc']))})")
+            valid = ", ".join(_valid_keys(err["loc"], root or Settings))
+            lines.append(f"{loc}: unknown setting (valid: {valid})")
         else:
             lines.append(f"{loc}: {err['msg']}")
     return "invalid settings: " + "; ".join(lines)
 
 
-def _valid_keys(loc: tuple[int | str, ...]) -> list[str]:
+def _valid_keys(loc: tuple[int | str, ...], root: type[BaseModel]) -> list[str]:
     """The setting names of the section that ``loc`` (an unknown key) is in."""
-    model: type[BaseModel] = Settings
+    model: type[BaseModel] = root
     for part in loc[:-1]:
         field = model.model_fields.get(str(part))
         annotation = field.annotation if field is not None else None

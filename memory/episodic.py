@@ -26,7 +26,7 @@ from memory.records import MemoryHit, MemoryRecord, Provenance, new_id
 class EpisodicParams(BaseModel):
     """Parameters of the MemRL retrieval and update rule."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     delta: float = Field(default=0.5, ge=-1, le=1)
     """Similarity threshold of phase A."""

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MemoryKind = Literal["episode", "note", "experience", "action", "value"]
 Outcome = Literal["success", "failure", "unknown"]
@@ -18,6 +19,8 @@ def new_id(prefix: str) -> str:
 
 class Provenance(BaseModel):
     """Where a piece of learned state came from and how it was checked."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
     episode_id: str | None = None
     """Thread id of the episode that produced it."""
@@ -32,7 +35,13 @@ class Provenance(BaseModel):
 
 
 class MemoryRecord(BaseModel):
-    """One memory. ``key`` is what retrieval matches against; ``text`` is what prompts show."""
+    """One memory. ``key`` is what retrieval matches against; ``text`` is what prompts show.
+
+    Numbers are finite, here and in ``meta`` (an imported NaN or Infinity would reach the
+    vector store and the rankings, and JSON could not carry it back out), and counts are
+    not negative."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
     id: str = Field(min_length=1)
     kind: MemoryKind
@@ -42,12 +51,30 @@ class MemoryRecord(BaseModel):
     """Experience, note or insight injected into prompts."""
     q: float = 0.0
     """Learned utility (episodes: Q-value; experiences: net votes)."""
-    uses: int = 0
+    uses: int = Field(default=0, ge=0)
     """How many prompts included it."""
-    successes: int = 0
-    failures: int = 0
+    successes: int = Field(default=0, ge=0)
+    failures: int = Field(default=0, ge=0)
     provenance: Provenance = Field(default_factory=Provenance)
     meta: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("meta")
+    @classmethod
+    def _finite_meta(cls, meta: dict[str, Any]) -> dict[str, Any]:
+        if not _finite(meta):
+            raise ValueError("numbers must be finite (no NaN or Infinity)")
+        return meta
+
+
+def _finite(value: Any) -> bool:
+    """No NaN or infinity anywhere in a JSON-like value."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(_finite(v) for v in value)
+    return True
 
 
 class MemoryHit(BaseModel):

@@ -67,7 +67,7 @@ whose fits cost less than starting a process, never start one."""
 class ValueParams(BaseModel):
     """How the value function is learned and explored."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     gamma: float = Field(default=0.9, ge=0, le=1)
     """Discount of later rewards in a step's return."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 ToolKind = Literal["macro", "code"]
 ToolStatus = Literal["active", "disabled", "rejected"]
@@ -17,6 +17,8 @@ CODE_SIGNATURE = "run(observation: str, admissible: list[str]) -> list[str]"
 class ToolProvenance(BaseModel):
     """Where a tool came from."""
 
+    model_config = ConfigDict(allow_inf_nan=False)
+
     source: Literal["mined", "llm", "user"] = "mined"
     episode_ids: list[str] = Field(default_factory=list)
     """Episodes whose trajectories contained it."""
@@ -27,6 +29,8 @@ class ToolProvenance(BaseModel):
 
 class ToolFeedback(BaseModel):
     """One use of a tool, kept (since its doc was last written) to refine the doc."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
     kind: FeedbackKind
     detail: str
@@ -41,7 +45,12 @@ class ToolFeedback(BaseModel):
 
 
 class Tool(BaseModel):
-    """A reusable procedure: a macro of environment actions (maybe with slots) or code."""
+    """A reusable procedure: a macro of environment actions (maybe with slots) or code.
+
+    Numbers are finite and counts not negative: an imported NaN would make the registry's
+    rankings and its JSON answers fail."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
     name: str
     kind: ToolKind
@@ -56,7 +65,7 @@ class Tool(BaseModel):
     """Python body of a code tool: defines ``run(observation, admissible) -> list[str]``."""
     tests: str | None = None
     """Tests of a code tool (``def test_...`` functions with asserts)."""
-    version: int = 1
+    version: int = Field(default=1, ge=1)
     change: str = "created"
     """Why this version exists (created, doc refined from failures, rolled back to vN)."""
     status: ToolStatus = "active"
@@ -65,9 +74,9 @@ class Tool(BaseModel):
     validation: str | None = None
     """How it was validated (replay scores, tests passed) or why it could not be."""
     provenance: ToolProvenance = Field(default_factory=ToolProvenance)
-    uses: int = 0
-    successes: int = 0
-    failures: int = 0
+    uses: int = Field(default=0, ge=0)
+    successes: int = Field(default=0, ge=0)
+    failures: int = Field(default=0, ge=0)
     reward: float = 0.0
     """Environment reward collected by all its uses."""
     feedback: list[ToolFeedback] = Field(default_factory=list)

@@ -11,10 +11,10 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import NoDecode
 
-from agent.config import MemorySettings, Settings
+from agent.config import MemorySettings, Settings, format_validation
 from agent.errors import ConfigError
 
 DEFAULT_NAMESPACE = "default"
@@ -23,6 +23,8 @@ DEFAULT_NAMESPACE = "default"
 
 class ServerConfig(BaseModel):
     """Limits and switches of the REST service."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     max_concurrent_runs: int = Field(default=4, ge=1, le=256)
     """Runs executing at once (worker threads). More are queued or refused with 429."""
@@ -100,10 +102,7 @@ def load_serve_settings(config_file: Path | None = None, **server: Any) -> Serve
             settings.server = ServerConfig.model_validate(merged)
         return settings
     except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
-        )
-        raise ConfigError(f"invalid settings: {problems}") from None
+        raise ConfigError(format_validation(e, ServeSettings)) from None
     finally:
         if config_file is not None:
             if previous is None:

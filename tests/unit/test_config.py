@@ -105,6 +105,13 @@ def test_the_learners_parameters_come_from_the_settings(
     monkeypatch.setenv("EVOLVENT_MEMORY__EPISODIC__DELTA", "high")
     with pytest.raises(ConfigError, match=r"memory\.episodic\.delta"):
         load_settings(None)
+    monkeypatch.delenv("EVOLVENT_MEMORY__EPISODIC__DELTA")
+    # A NaN or infinite setting would reach the memories (q0 is a new memory's Q-value).
+    for name, value in (("EPISODIC__Q0", "nan"), ("VALUES__WIN_BONUS", "inf")):
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv(f"EVOLVENT_MEMORY__{name}", value)
+            with pytest.raises(ConfigError, match=f"{name.lower().replace('__', '.')}: .*finite"):
+                load_settings(None)
 
 
 def test_the_readme_config_example_loads_and_shows_the_learners_defaults(

@@ -100,6 +100,10 @@ def test_a_bad_import_line_is_named_and_nothing_is_imported(evolvent_home: Path)
             (good + "\n{not json}\n", "line 2:"),
             (good + '\n{"id": "x"}\n', "line 2: kind: Field required"),
             (b"\xff\xfe", "not UTF-8"),
+            # NaN and Infinity once went in and broke every listing, export and run after
+            (good.replace('"q":0.1', '"q":NaN'), "line 1: q: Input should be a finite number"),
+            (good.replace('"meta":{}', '"meta":{"steps":[{"q":-Infinity}]}'), "line 1: meta:"),
+            (good.replace('"uses":0', '"uses":-5'), "line 1: uses: Input should be greater"),
         ]
         for body, expected in cases:
             r = s.http.post(
@@ -316,3 +320,11 @@ def test_api_keys_and_server_settings_from_env_and_file(
     cfg.write_text("[server]\nmax_queued_runs = -1\n")
     with pytest.raises(ConfigError, match=r"server\.max_queued_runs"):
         load_serve_settings(cfg)
+    # A typo in [server] is refused with the valid names, as in the agent's sections (it
+    # once started the server with the default).
+    cfg.write_text("[server]\nmax_concurent_runs = 2\n")
+    with pytest.raises(ConfigError, match=r"server\.max_concurent_runs: unknown setting \(valid"):
+        load_serve_settings(cfg)
+    monkeypatch.setenv("EVOLVENT_SERVER__BOGUS", "1")
+    with pytest.raises(ConfigError, match=r"server\.bogus: unknown setting .*max_queued_runs"):
+        load_serve_settings()

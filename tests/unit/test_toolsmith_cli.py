@@ -220,6 +220,8 @@ def test_import_checks_every_row_first(mem: Path, tmp_path: Path) -> None:
         ([good, good], "t.jsonl: m more than once"),
         ([good, evil], "t.jsonl:2: code tool 'evil' fails the static check (imports os"),
         ([{**good, "args": {"X": "carrot"}}], "is an offer (args set), not a tool"),
+        ([{**good, "reward": float("nan")}], "not a tool (reward: Input should be a finite"),
+        ([{**good, "successes": -1}], "not a tool (successes: Input should be greater than"),
     ]
     target = tmp_path / "t.jsonl"
     for rows, message in cases:
