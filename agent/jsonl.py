@@ -19,8 +19,10 @@ def write_jsonl(rows: Iterable[dict[str, Any]], out_file: Path | None) -> int:
     """One sorted-key JSON object per line to ``out_file`` (standard output when None).
 
     A file is written under a temporary name and renamed, so an interrupted export never
-    leaves a half-written file under the real name (nor the temporary one). Returns how
-    many rows were written; a file that cannot be written is an ``EvolventError``.
+    leaves a half-written file under the real name (nor the temporary one); through a
+    symbolic link, the file it points to is. A pipe or a device (``/dev/stdout``, a FIFO)
+    is written to as it is, never replaced. Returns how many rows were written; a file that
+    cannot be written is an ``EvolventError``.
     """
     n = 0
     if out_file is None:
@@ -30,19 +32,35 @@ def write_jsonl(rows: Iterable[dict[str, Any]], out_file: Path | None) -> int:
         return n
     if out_file.is_dir():
         raise EvolventError(f"cannot write {out_file}: it is a directory")
-    tmp = out_file.with_name(out_file.name + ".part")
+    if out_file.exists() and not out_file.is_file():
+        return _write_through(rows, out_file)
+    target = out_file.resolve() if out_file.is_symlink() else out_file
+    tmp = target.with_name(target.name + ".part")
     try:
         with tmp.open("w") as fh:
             for row in rows:
                 fh.write(json.dumps(row, sort_keys=True) + "\n")
                 n += 1
-        tmp.replace(out_file)
+        tmp.replace(target)
     except OSError as e:
         _remove(tmp)
         raise EvolventError(f"cannot write {out_file}: {e.strerror or e}") from None
     except BaseException:
         _remove(tmp)  # interrupted: no half-written file left behind
         raise
+    return n
+
+
+def _write_through(rows: Iterable[dict[str, Any]], out_file: Path) -> int:
+    """Rows written into a pipe or a device, which a rename would replace by a file."""
+    n = 0
+    try:
+        with out_file.open("w") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, sort_keys=True) + "\n")
+                n += 1
+    except OSError as e:
+        raise EvolventError(f"cannot write {out_file}: {e.strerror or e}") from None
     return n
 
 
