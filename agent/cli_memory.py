@@ -247,7 +247,8 @@ def delete(
     namespace: NamespaceOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Delete memories by id, or everything one episode taught (--episode)."""
+    """Delete memories by id (all the ids given, or none), or everything one episode
+    taught (--episode)."""
     if bool(memory_ids) == (episode is not None):
         raise _fail("give memory ids or --episode ID (one of the two)")
     with _store(namespace, config, read_only=False) as store:
@@ -257,11 +258,17 @@ def delete(
                 raise _fail(f"no memory learned from episode {episode!r}", code=1)
             err.print(f"deleted {n} memories of episode {episode}")
             return
-        ids = memory_ids or []
-        missing = [m for m in ids if not store.delete(m)]
-    if missing:
-        raise _fail(f"not found: {', '.join(missing)}", code=1)
-    err.print(f"deleted {len(ids)}")
+        ids = list(dict.fromkeys(memory_ids or []))
+        missing = [m for m in ids if store.get(m) is None]
+        if missing:
+            raise _fail(
+                f"not found in namespace {store.namespace!r}: {', '.join(map(repr, missing))} "
+                "(nothing deleted; see `evolvent memory list`)",
+                code=1,
+            )
+        for m in ids:
+            store.delete(m)
+    err.print(f"deleted {len(ids)} {'memory' if len(ids) == 1 else 'memories'}")
 
 
 @app.command()

@@ -79,7 +79,12 @@ def test_list_show_search_export_reset_import_delete(evolvent_home: Path, tmp_pa
     assert runner.invoke(app, ["memory", "export", "--out", str(again)]).exit_code == 0
     assert sorted(again.read_text().splitlines()) == before  # exact round trip
 
-    assert runner.invoke(app, ["memory", "delete", note]).exit_code == 0
+    # All the ids given, or none: an unknown one deleted the others and said it failed.
+    r = runner.invoke(app, ["memory", "delete", note, "ep-nope"])
+    assert r.exit_code == 1 and "not found in namespace 'default': 'ep-nope' (nothing" in r.output
+    assert runner.invoke(app, ["memory", "show", note]).exit_code == 0
+    r = runner.invoke(app, ["memory", "delete", note])
+    assert r.exit_code == 0 and "deleted 1 memory" in r.output
     r = runner.invoke(app, ["memory", "show", note])
     assert r.exit_code == 1 and "no memory" in r.output
 
