@@ -107,10 +107,12 @@ def _registry(
 
 def _need(reg: ToolRegistry | None, name: str) -> tuple[ToolRegistry, Tool]:
     """The registry and the tool ``name``, or exit 1 with one line."""
-    tool = reg.get(name) if reg is not None else None
-    if reg is None or tool is None:
-        ns = reg.namespace if reg is not None else "this"
-        raise _fail(f"no tool {name!r} in namespace {ns!r} (see `evolvent tools list`)", code=1)
+    if reg is None:
+        raise _fail(f"no tool {name!r}: no tools have been made or imported yet", code=1)
+    tool = reg.get(name)
+    if tool is None:
+        where = f"in namespace {reg.namespace!r}"
+        raise _fail(f"no tool {name!r} {where} (see `evolvent tools list`)", code=1)
     return reg, tool
 
 

@@ -61,6 +61,9 @@ def fill(mem: Path, namespace: str = "default") -> None:
 def test_list_without_a_registry_is_empty(mem: Path) -> None:
     r = runner.invoke(app, ["list"])
     assert r.exit_code == 0 and "tools (0)" in r.output
+    r = runner.invoke(app, ["show", "nope"])
+    assert r.exit_code == 1
+    assert "no tool 'nope': no tools have been made or imported yet" in r.output
     assert not (mem / "tools.sqlite").exists()  # read-only commands create nothing
 
 
