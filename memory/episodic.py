@@ -22,6 +22,10 @@ from memory.base import VectorBackend
 from memory.embeddings import Embedder, Vectors
 from memory.records import MemoryHit, MemoryRecord, Provenance, new_id
 
+MAX_EPISODES = 50
+"""A merged memory names at most this many of the episodes filed under it (``meta.episodes``,
+the latest), as mistake notes and experiences do."""
+
 
 class EpisodicParams(BaseModel):
     """Parameters of the MemRL retrieval and update rule."""
@@ -137,11 +141,14 @@ class EpisodicMemory:
         hist.append(entry)
         rec.meta["history"] = hist[-self.params.history :]
         rec.meta["merged"] = int(rec.meta.get("merged", 0)) + 1
+        if prov.episode_id:  # every episode filed here, as notes and experiences keep them
+            fed = [str(e) for e in rec.meta.get("episodes", [rec.provenance.episode_id]) if e]
+            rec.meta["episodes"] = list(dict.fromkeys([*fed, prov.episode_id]))[-MAX_EPISODES:]
         # A success is a better example than a failure; don't let a failure replace it.
         if success or rec.provenance.outcome != "success":
             rec.text = str(entry["experience"])
-            rec.provenance.outcome = prov.outcome
-            rec.provenance.episode_id = prov.episode_id or rec.provenance.episode_id
+            # The provenance is the episode whose experience the text is, all of it.
+            rec.provenance = prov.model_copy(update={"created_at": rec.provenance.created_at})
         rec.provenance.updated_at = time.time()
 
     def recall(self, query: str) -> list[tuple[MemoryRecord, float]]:

@@ -125,8 +125,8 @@ class MemoryStore:
         return any(self.backend.delete(self._col(kind), [memory_id]) for kind in KINDS)
 
     def delete_episode(self, episode_id: str) -> int:
-        """Delete every record whose provenance is episode ``episode_id`` (what that episode
-        taught; records merged from several episodes name the first). Returns how many."""
+        """Delete every record episode ``episode_id`` taught or fed (``taught_by``): a
+        record several episodes fed is deleted whole. Returns how many."""
         n = 0
         for kind in KINDS:
             ids = [r.id for r in self.taught_by(episode_id, [kind])]
@@ -137,11 +137,15 @@ class MemoryStore:
     def taught_by(
         self, episode_id: str, kinds: Sequence[MemoryKind] = KINDS
     ) -> Iterator[MemoryRecord]:
-        """The records of ``kinds`` whose provenance is episode ``episode_id`` (what
-        ``delete_episode`` would delete), oldest first within each kind."""
+        """The records of ``kinds`` whose provenance is episode ``episode_id`` or that it
+        fed (``meta.episodes``: an episode memory other episodes were merged into, a mistake
+        note or an experience distilled from several), what ``delete_episode`` would delete,
+        oldest first within each kind."""
         for kind in kinds:
             for record in self.records(kind):
-                if record.provenance.episode_id == episode_id:
+                if record.provenance.episode_id == episode_id or episode_id in (
+                    record.meta.get("episodes") or ()
+                ):
                     yield record
 
     def records(self, kind: MemoryKind) -> Iterator[MemoryRecord]:

@@ -4,6 +4,7 @@ import pytest
 
 from memory import EpisodicParams, HashingEmbedder, MemoryStore
 from memory.embeddings import length_groups
+from memory.records import Provenance
 
 
 @pytest.fixture
@@ -63,6 +64,28 @@ def test_near_duplicate_intent_is_merged(store: MemoryStore) -> None:
     assert rec is not None and rec.text == "second" and rec.meta["merged"] == 1
     assert len(rec.meta["history"]) == 2
     assert store.stats()["episode"] == 1
+
+
+def test_a_merged_memory_names_every_episode_it_holds(store: MemoryStore) -> None:
+    """Its provenance is the episode whose experience it shows, env and seed included (the
+    seed stayed the first episode's); every episode filed under it lists and deletes it."""
+
+    def played(experience: str, success: bool, episode: str, seed: int) -> str:
+        prov = Provenance(episode_id=episode, env_id="toy:keys", seed=seed)
+        reward = float(success)
+        return store.episodes.add("open the chest", experience, success, reward, provenance=prov)
+
+    mid = played("first", False, "run-a", 7)
+    assert played("second", True, "run-b", 1) == played("third", False, "run-c", 3) == mid
+    rec = store.get(mid)
+    assert rec is not None and rec.text == "second"
+    assert (rec.provenance.episode_id, rec.provenance.seed) == ("run-b", 1)
+    assert rec.provenance.outcome == "success"
+    assert rec.meta["episodes"] == ["run-a", "run-b", "run-c"]
+    for episode in ("run-a", "run-b", "run-c"):
+        assert [r.id for r in store.taught_by(episode)] == [mid]
+    assert list(store.taught_by("run-d")) == []
+    assert store.delete_episode("run-a") == 1 and store.get(mid) is None
 
 
 def test_similarity_threshold_filters_unrelated(store: MemoryStore) -> None:
