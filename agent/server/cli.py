@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import errno
 import ipaddress
+import logging.config
 import socket
 import sys
 from pathlib import Path
@@ -58,13 +59,15 @@ def serve(
             "run the agent and read or delete its memory",
             err=True,
         )
+    logging_config = log_config()
+    logging.config.dictConfig(logging_config)  # what the app logs as it is made, too
     try:
         uvicorn.run(
             create_app(deps),
             host=host,
             port=port,
             log_level="info",
-            log_config=log_config(),
+            log_config=logging_config,
             access_log=False,
         )
     finally:

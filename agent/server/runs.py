@@ -220,6 +220,7 @@ class RunManager:
                     self._gauges()
             elif row.status == "interrupted":
                 self._finish_unstarted(run_id, "cancelled")
+                told = "cancelled after its interruption"
             else:
                 raise RunConflict(f"run {run_id} is already {row.status}")
         log.info("run %s %s (namespace %s)", run_id, told, namespace)
@@ -348,7 +349,7 @@ def _how(fields: dict[str, Any]) -> str:
         score = f"{result['score']:g}/{result['max_score']:g}"
         return f": {mark}, score {score} in {counted(result['steps'], 'step')}"
     error = fields.get("error")
-    return f": {error}" if error else ""
+    return f": {' '.join(str(error).split())}" if error else ""  # one line, as each log entry
 
 
 def _checkpointed_steps(agent: Agent, thread_id: str) -> int:

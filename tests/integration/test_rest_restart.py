@@ -122,3 +122,6 @@ def test_sigkill_mid_run_then_restart_and_resume(tmp_path: Path) -> None:
     ]
     assert told[4].startswith(f"INFO:     run {run.id} succeeded after ")
     assert told[4].endswith(f": won, score 2/2 in {done.result.steps} steps")
+    # The restart's notice is made as the app is built: on the same handler, in that format.
+    restarts = "1 run(s) were interrupted by the last shutdown; resume them"
+    assert f"WARNING:  {restarts}" in log.read_text().splitlines()

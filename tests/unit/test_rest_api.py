@@ -346,13 +346,28 @@ def test_runs_left_running_by_a_dead_server_are_interrupted_at_startup(
         assert s.a.wait(s.a.resume_run("run-dead").id).status == "succeeded"
 
 
+def test_cancelling_an_interrupted_run_says_so(
+    evolvent_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="agent.server.runs")
+    with one_running_one_queued(evolvent_home) as (s, gate, running, _queued):
+        stopping = threading.Thread(target=s.app.state.runs.shutdown)
+        stopping.start()
+        gate.open()
+        stopping.join(10)
+    with serve(evolvent_home) as s:
+        assert s.a.cancel_run(running.id).status == "cancelled"
+    # It had played steps: not "cancelled before it started".
+    assert f"run {running.id} cancelled after its interruption (namespace alpha)" in told(caplog)
+
+
 def test_a_run_that_errors_is_failed_with_its_reason(
     evolvent_home: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="agent.server.runs")
 
-    def broken() -> LLMClient:
-        raise EvolventError("cannot reach the LLM endpoint at http://127.0.0.1:9")
+    def broken() -> LLMClient:  # a reason of several lines (pydantic's errors are)
+        raise EvolventError("cannot reach the LLM endpoint\n  at http://127.0.0.1:9")
 
     with serve(evolvent_home, llm_factory=broken) as s:
         run = s.a.wait(s.a.create_run("toy:keys").id)
@@ -360,7 +375,7 @@ def test_a_run_that_errors_is_failed_with_its_reason(
         assert "cannot reach the LLM endpoint" in run.error
         end = list(s.a.events(run.id))[-1]
         assert isinstance(end, RunEvent) and end.end is not None and end.end.status == "failed"
-    assert any(
+    assert any(  # the log tells it in one line
         m.startswith(f"run {run.id} failed after ")
         and m.endswith(": cannot reach the LLM endpoint at http://127.0.0.1:9")
         for m in told(caplog)
