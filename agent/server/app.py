@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, compile_path
 
 import agent as agent_pkg
 from agent.server import routes_memory, routes_runs, routes_tools
@@ -217,14 +218,26 @@ def _error_handlers(app: FastAPI) -> None:
         return result
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
 def _allowed(request: Request) -> list[str]:
+    """The methods of the path: those the API documents for the first path template that
+    matches it (as the router picks it: ``/v1/memories/export`` before ``/{memory_id}``),
+    else those some route answers (FastAPI no longer flattens included routers, so asking
+    the routes themselves is the way to find them)."""
     path = request.url.path
-    methods: set[str] = set()
-    for route in request.app.routes:
-        regex = getattr(route, "path_regex", None)
-        if regex is not None and regex.match(path):
-            methods |= set(getattr(route, "methods", None) or ())
-    return sorted(methods)
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        if compile_path(template)[0].match(path):
+            return sorted(m.upper() for m in operations if m.upper() in _METHODS)
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in request.app.routes
+        )
+    ]
 
 
 def _msg(err: Any) -> str:

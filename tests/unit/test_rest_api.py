@@ -209,6 +209,20 @@ def test_invalid_payloads_get_readable_422s(evolvent_home: Path) -> None:
         assert s.a.list_runs().items == []  # nothing invalid was started
 
 
+def test_a_wrong_method_names_the_allowed_ones(evolvent_home: Path) -> None:
+    # The routes of included routers were missed: `Allow:` was empty under /v1.
+    with serve(evolvent_home) as s:
+        for method, path, allowed in [
+            ("DELETE", "/v1/runs", "GET, POST"),
+            ("PUT", "/v1/runs/run-x", "GET"),
+            ("GET", "/v1/runs/run-x/cancel", "POST"),
+            ("PUT", "/v1/memories", "DELETE, GET"),
+            ("POST", "/healthz", "GET"),
+        ]:
+            r = s.http.request(method, path, headers=auth(A))
+            assert (r.status_code, r.headers.get("allow")) == (405, allowed), (method, path)
+
+
 def test_bodies_over_the_limit_get_413(evolvent_home: Path) -> None:
     with serve(evolvent_home, ServerConfig(max_body_bytes=2048)) as s:
         big = {"task": "x" * 4000}
