@@ -129,7 +129,10 @@ class EvolventClient:
     def events(
         self, run_id: str, last_event_id: int | None = None
     ) -> Generator[RunEvent, None, None]:
-        """The run's events after ``last_event_id``, as they happen; ends after ``end``."""
+        """The run's events after ``last_event_id``, as they happen; ends after ``end``.
+
+        A stream the server closes before the run's end (it is shutting down) raises
+        ``ApiError`` 503: call again with the last event's id once the server is back."""
         headers = dict(self.headers)
         if last_event_id is not None:
             headers["Last-Event-ID"] = str(last_event_id)
@@ -142,16 +145,19 @@ class EvolventClient:
                 _raise(resp)
             fields: dict[str, str] = {}
             data: list[str] = []
+            seen = last_event_id
             for line in resp.iter_lines():
                 if not line:
                     if data:
                         raw_id = fields.get("id")
-                        yield RunEvent(
+                        event = RunEvent(
                             id=int(raw_id) if raw_id and raw_id.isdigit() else None,
                             event=fields.get("event", "message"),
                             data="\n".join(data),
                         )
-                        if fields.get("event") == "end":
+                        seen = event.id if event.id is not None else seen
+                        yield event
+                        if event.event == "end":
                             return
                     fields, data = {}, []
                     continue
@@ -163,6 +169,12 @@ class EvolventClient:
                     data.append(value)
                 else:
                     fields[name] = value
+        raise ApiError(
+            503,
+            f"the server closed the event stream of run {run_id} before the run ended (it "
+            f"is shutting down); read on with events({run_id!r}, last_event_id={seen}) once "
+            "it is back",
+        )
 
     def envs(self) -> list[str]:
         return [str(e) for e in self._json("GET", "/v1/envs")]

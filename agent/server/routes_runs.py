@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
@@ -31,6 +31,8 @@ router = APIRouter(prefix="/v1", tags=["runs"], responses=error_responses(401, 4
 _WAKE_S = 30.0
 """Longest wait between two looks at a run whose worker might not notify (belt and braces)."""
 _PAGE = 500
+_SHUTDOWN_GRACE_S = 2.0
+"""How long a stream has to end by itself once the server shuts down."""
 
 
 def get_runs(request: Request) -> RunManager:
@@ -153,17 +155,22 @@ async def run_events(
     row = await run_in_threadpool(runs.get, who.namespace, run_id)
     if row.status in FINAL_STATUSES and after >= row.events:
         return Response(status_code=204)
+    # When the server shuts down, the stream ends cleanly (a client reconnects with its
+    # Last-Event-ID once the server is back); cut off, it left uvicorn's log an ERROR.
+    shutdown = anyio.Event()
     return EventSourceResponse(
-        _stream(runs.store, runs, run_id, after),
+        _stream(runs.store, runs, run_id, after, shutdown),
         ping=int(max(1.0, runs.deps.config.sse_ping_s)),
+        shutdown_event=shutdown,
+        shutdown_grace_period=_SHUTDOWN_GRACE_S,
     )
 
 
 async def _stream(
-    store: RunStore, runs: RunManager, run_id: str, after: int
+    store: RunStore, runs: RunManager, run_id: str, after: int, shutdown: anyio.Event
 ) -> AsyncIterator[ServerSentEvent]:
     with runs.notifier.listen(run_id) as changed:
-        while True:
+        while not shutdown.is_set():
             changed.clear()
             # Status first: a final status is written after the last event, so the events
             # read next are complete.
@@ -184,5 +191,18 @@ async def _stream(
                         data=end.model_dump_json(), id=str(row.events), event="end"
                     )
                 return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), timeout=_WAKE_S)
+            await _either(changed, shutdown, _WAKE_S)
+        yield ServerSentEvent(comment="the server is shutting down; reconnect with Last-Event-ID")
+
+
+async def _either(changed: asyncio.Event, shutdown: anyio.Event, timeout: float) -> None:
+    """Until the run changes, the server shuts down or ``timeout`` passes."""
+    with anyio.move_on_after(timeout):
+        async with anyio.create_task_group() as group:
+
+            async def first(wait: Callable[[], Awaitable[object]]) -> None:
+                await wait()
+                group.cancel_scope.cancel()
+
+            group.start_soon(first, changed.wait)
+            group.start_soon(first, shutdown.wait)

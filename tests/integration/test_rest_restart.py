@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agent.server.client import EvolventClient, RunEvent
+from agent.server.client import ApiError, EvolventClient, RunEvent
 from benchmarks.envs.toy import ToyEnv
 
 pytestmark = pytest.mark.integration
@@ -125,3 +125,32 @@ def test_sigkill_mid_run_then_restart_and_resume(tmp_path: Path) -> None:
     # The restart's notice is made as the app is built: on the same handler, in that format.
     restarts = "1 run(s) were interrupted by the last shutdown; resume them"
     assert f"WARNING:  {restarts}" in log.read_text().splitlines()
+
+
+def test_sigterm_ends_an_open_event_stream_cleanly(tmp_path: Path) -> None:
+    """uvicorn waits for open connections as it stops: the event stream ends (it once was
+    cut off, an ERROR in the log and a broken transfer for the client) and the client is
+    told to read on later; the run is interrupted, and its events read on after a restart."""
+    seed = next(s for s in range(1000) if len(ToyEnv(s).walkthrough) >= 5)
+    home, log = tmp_path / "home", tmp_path / "server.log"
+    with server(home, log) as (proc, api):
+        run = api.create_run("toy:keys", seed=seed, max_steps=15)
+        seen: list[RunEvent] = []
+        with pytest.raises(ApiError) as closed:
+            for event in api.events(run.id):
+                seen.append(event)
+                if len(seen) == 2:
+                    proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) in (0, -signal.SIGTERM)  # uvicorn re-raises it once stopped
+    assert closed.value.status_code == 503
+    last = seen[-1].id
+    assert f"read on with events({run.id!r}, last_event_id={last}) once it is back" in str(
+        closed.value
+    )
+    text = log.read_text()
+    assert "ERROR" not in text and "Traceback" not in text, text
+    with server(home, log) as (_, api):
+        assert api.get_run(run.id).status == "interrupted"
+        api.cancel_run(run.id)
+        later = list(api.events(run.id, last_event_id=last))
+        assert later and later[-1].event == "end" and all(e.id > last for e in later)
