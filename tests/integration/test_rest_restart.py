@@ -144,6 +144,7 @@ def test_sigterm_ends_an_open_event_stream_cleanly(tmp_path: Path) -> None:
         assert proc.wait(30) in (0, -signal.SIGTERM)  # uvicorn re-raises it once stopped
     assert closed.value.status_code == 503
     last = seen[-1].id
+    assert last is not None
     assert f"read on with events({run.id!r}, last_event_id={last}) once it is back" in str(
         closed.value
     )
@@ -153,4 +154,5 @@ def test_sigterm_ends_an_open_event_stream_cleanly(tmp_path: Path) -> None:
         assert api.get_run(run.id).status == "interrupted"
         api.cancel_run(run.id)
         later = list(api.events(run.id, last_event_id=last))
-        assert later and later[-1].event == "end" and all(e.id > last for e in later)
+        assert later and later[-1].event == "end"
+        assert all(e.id is not None and e.id > last for e in later)
