@@ -105,5 +105,6 @@ def parse_row(model: type[M], row: Any, where: str, what: str) -> M:
         first = e.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "the row"
         raise EvolventError(
-            f"{where}: not {what} ({field}: {first['msg']}); nothing imported"
+            f"{where}: not {what} ({field}: {str(first['msg']).removeprefix('Value error, ')}); "
+            "nothing imported"
         ) from None

@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ToolKind = Literal["macro", "code"]
 ToolStatus = Literal["active", "disabled", "rejected"]
 FeedbackKind = Literal["worked", "not_admissible", "stopped_early", "no_reward", "error", "lost"]
 
 CODE_SIGNATURE = "run(observation: str, admissible: list[str]) -> list[str]"
+NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
 
 
 class ToolProvenance(BaseModel):
@@ -52,7 +53,9 @@ class Tool(BaseModel):
 
     model_config = ConfigDict(allow_inf_nan=False)
 
-    name: str
+    name: str = Field(pattern=NAME_PATTERN, max_length=200)
+    """What the executor's prompt offers and the LLM answers (``use tool NAME``), and the
+    REST path's last part: letters, digits, ``_``, ``.`` and ``-``."""
     kind: ToolKind
     doc: str
     steps: list[str] = Field(default_factory=list)
@@ -81,6 +84,12 @@ class Tool(BaseModel):
     """Environment reward collected by all its uses."""
     feedback: list[ToolFeedback] = Field(default_factory=list)
     """Uses since the doc was last written (the DRAFT loop reads and clears them)."""
+
+    @model_validator(mode="after")
+    def _a_macro_has_steps(self) -> Tool:
+        if self.kind == "macro" and not self.steps:
+            raise ValueError("a macro needs at least one step")
+        return self
 
     @property
     def success_rate(self) -> float:

@@ -225,6 +225,9 @@ def test_import_checks_every_row_first(mem: Path, tmp_path: Path) -> None:
         ([{**good, "args": {"X": "carrot"}}], "is an offer (args set), not a tool"),
         ([{**good, "reward": float("nan")}], "not a tool (reward: Input should be a finite"),
         ([{**good, "successes": -1}], "not a tool (successes: Input should be greater than"),
+        ([{**good, "name": ""}], "not a tool (name: String should match pattern"),
+        ([{**good, "name": "bad name!"}], "not a tool (name: String should match pattern"),
+        ([{**good, "steps": []}], "not a tool (the row: a macro needs at least one step)"),
     ]
     target = tmp_path / "t.jsonl"
     for rows, message in cases:
