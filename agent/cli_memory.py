@@ -220,19 +220,31 @@ def import_(
     namespace: NamespaceOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Read memories from JSON lines; ids, values and provenance are kept as they were."""
+    """Read memories from JSON lines; ids, values and provenance are kept as they were.
+
+    A memory with an id the namespace holds replaces it (the count is told); every row
+    is checked first, and nothing is imported when one is invalid or an id repeats."""
     from memory.records import MemoryRecord
 
     try:  # every row checked before anything is written
-        rows = [
-            parse_row(MemoryRecord, row, f"{in_file}:{lineno}", "a memory")
-            for lineno, row in read_jsonl(in_file)
-        ]
+        rows: list[MemoryRecord] = []
+        lines: dict[str, int] = {}
+        for lineno, row in read_jsonl(in_file):
+            rec = parse_row(MemoryRecord, row, f"{in_file}:{lineno}", "a memory")
+            if rec.id in lines:
+                raise EvolventError(
+                    f"{in_file}:{lineno}: id {rec.id!r} is on line {lines[rec.id]} too; "
+                    "nothing imported"
+                )
+            lines[rec.id] = lineno
+            rows.append(rec)
     except EvolventError as e:
         raise _fail(str(e)) from None
     with _store(namespace, config, read_only=False) as store:
+        replaced = len(store.existing([r.id for r in rows]))
         n = store.import_records(rows)
-    err.print(f"imported {n} memories into namespace {store.namespace}")
+    what = f"; {replaced} of them replaced the memories with their ids" if replaced else ""
+    err.print(f"imported {n} memories into namespace {store.namespace}{what}")
 
 
 @app.command()

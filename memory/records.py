@@ -43,7 +43,7 @@ class MemoryRecord(BaseModel):
 
     model_config = ConfigDict(allow_inf_nan=False)
 
-    id: str = Field(min_length=1)
+    id: str = Field(min_length=1, max_length=200)
     kind: MemoryKind
     key: str
     """Intent (episodes), subject (notes) or topic (experiences)."""

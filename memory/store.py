@@ -121,6 +121,15 @@ class MemoryStore:
                 return found[0]
         return None
 
+    def existing(self, memory_ids: Sequence[str], chunk: int = 1000) -> set[str]:
+        """Which of ``memory_ids`` this namespace holds (of any kind)."""
+        found: set[str] = set()
+        ids = list(dict.fromkeys(memory_ids))
+        for kind in KINDS:
+            for i in range(0, len(ids), chunk):
+                found.update(r.id for r in self.backend.get(self._col(kind), ids[i : i + chunk]))
+        return found
+
     def delete(self, memory_id: str) -> bool:
         return any(self.backend.delete(self._col(kind), [memory_id]) for kind in KINDS)
 

@@ -159,6 +159,7 @@ async def import_memories(request: Request, store: Memory) -> ImportResult:
 
 def _parse_jsonl(body: bytes) -> list[MemoryRecord]:
     rows: list[MemoryRecord] = []
+    lines: dict[str, int] = {}
     for lineno, line in body_lines(body):
         try:
             rec = MemoryRecord.model_validate_json(line)
@@ -170,6 +171,13 @@ def _parse_jsonl(body: bytes) -> list[MemoryRecord]:
             ) from None
         if rec.kind not in KINDS:
             raise HTTPException(422, f"line {lineno}: kind {rec.kind!r} cannot be stored here")
+        if rec.id in lines:
+            raise HTTPException(
+                422,
+                f"line {lineno}: id {rec.id!r} is on line {lines[rec.id]} too "
+                "(nothing was imported)",
+            )
+        lines[rec.id] = lineno
         rows.append(rec)
     return rows
 

@@ -118,6 +118,20 @@ def test_bad_input_is_one_clear_line(evolvent_home: Path, tmp_path: Path) -> Non
     bad.write_bytes(b'{"id": "n1"}\n\xff\xfe\n')
     r = runner.invoke(app, ["memory", "import", str(bad)])
     assert r.exit_code == 2 and "bad.jsonl: not UTF-8 text; nothing imported" in r.output
+    # An id twice in one file: which of the two was meant? (It said "imported 2".)
+    bad.write_text(f"{good}\n{good}\n")
+    r = runner.invoke(app, ["memory", "import", str(bad)])
+    assert r.exit_code == 2 and "bad.jsonl:2: id 'n1' is on line 1 too; nothing" in r.output
+    long_id = good.replace('"n1"', f'"{"x" * 201}"')
+    bad.write_text(long_id + "\n")
+    r = runner.invoke(app, ["memory", "import", str(bad)])
+    assert r.exit_code == 2 and "(id: String should have at most 200 characters)" in r.output
+    # A memory the namespace holds is replaced, and the count says so.
+    bad.write_text(good + "\n")
+    r = runner.invoke(app, ["memory", "import", str(bad)])
+    assert r.exit_code == 0 and r.output.strip().endswith("namespace default"), r.output
+    r = runner.invoke(app, ["memory", "import", str(bad)])
+    assert "imported 1 memories into namespace default; 1 of them replaced the" in r.output
 
 
 def test_search_by_kind_and_errors_outside_commands(

@@ -104,6 +104,7 @@ def test_a_bad_import_line_is_named_and_nothing_is_imported(evolvent_home: Path)
             (good.replace('"q":0.1', '"q":NaN'), "line 1: q: Input should be a finite number"),
             (good.replace('"meta":{}', '"meta":{"steps":[{"q":-Infinity}]}'), "line 1: meta:"),
             (good.replace('"uses":0', '"uses":-5'), "line 1: uses: Input should be greater"),
+            (f"{good}\n{good}\n", "line 2: id 'm-1' is on line 1 too"),
         ]
         for body, expected in cases:
             r = s.http.post(
