@@ -33,7 +33,7 @@ def load_records(path: Path) -> list[Record]:
     short by a kill is skipped, and a later record of the same episode wins."""
     file = path / EPISODES_FILE if path.is_dir() else path
     seen: dict[tuple[str, int, str, int], Record] = {}
-    for line in file.read_text(encoding="utf-8").splitlines():
+    for line in file.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             r = json.loads(line)
             seen[(r["arm"], int(r["repeat"]), r["phase"], int(r["index"]))] = r
@@ -238,6 +238,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args[0])
     if not (out / EPISODES_FILE).is_file():
         print(f"error: no {EPISODES_FILE} in {out}", file=sys.stderr)
+        return 2
+    if not load_records(out):  # an empty report would look like a run that played nothing
+        print(f"error: {out / EPISODES_FILE} holds no episode a benchmark wrote", file=sys.stderr)
         return 2
     write_report(out)
     print(f"wrote {out / 'report.md'}, {out / 'report.json'} and the curves (PNG)")

@@ -351,6 +351,13 @@ def test_report_numbers_and_files(tmp_path: Path) -> None:
     assert "| full | 0.000 | 0.750 | +0.750 |" in md
     assert "![all arms](curves.png)" in md
     assert report.main([str(tmp_path / "nowhere")]) == 2
+    # A file with no episode in it is an error, not an empty report that looks like a run.
+    garbage = tmp_path / "garbage"
+    garbage.mkdir()
+    for text in (b"not json\n{}\n", b"\xff\xfe\x00"):
+        (garbage / "episodes.jsonl").write_bytes(text)
+        assert report.main([str(garbage)]) == 2
+    assert sorted(p.name for p in garbage.iterdir()) == ["episodes.jsonl"]
 
 
 def test_moving_average() -> None:
