@@ -264,6 +264,14 @@ class Settings(BaseSettings):
     server: Any = Field(default_factory=dict)
     """Limits of ``evolvent serve`` (``[server]`` table)."""
 
+    @field_validator("home", "checkpoint_db", "games_dir", mode="before")
+    @classmethod
+    def _not_blank(cls, v: Any) -> Any:
+        # EVOLVENT_HOME= (set, but empty) once meant the current directory.
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("must not be blank (leave it unset for the default)")
+        return v
+
     @property
     def checkpoint_path(self) -> Path:
         return self.checkpoint_db or self.home / "checkpoints.sqlite"
@@ -374,7 +382,7 @@ def format_validation(e: ValidationError, root: type[BaseModel] | None = None) -
             valid = ", ".join(_valid_keys(err["loc"], root or Settings))
             lines.append(f"{loc}: unknown setting (valid: {valid})")
         else:
-            lines.append(f"{loc}: {err['msg']}")
+            lines.append(f"{loc}: {str(err['msg']).removeprefix('Value error, ')}")
     return "invalid settings: " + "; ".join(lines)
 
 

@@ -106,6 +106,10 @@ def test_the_learners_parameters_come_from_the_settings(
     with pytest.raises(ConfigError, match=r"memory\.episodic\.delta"):
         load_settings(None)
     monkeypatch.delenv("EVOLVENT_MEMORY__EPISODIC__DELTA")
+    monkeypatch.setenv("EVOLVENT_HOME", "")  # set but empty: it was the current directory
+    with pytest.raises(ConfigError, match="invalid settings: home: must not be blank"):
+        load_settings(None)
+    monkeypatch.setenv("EVOLVENT_HOME", str(evolvent_home))
     # A NaN or infinite setting would reach the memories (q0 is a new memory's Q-value).
     for name, value in (("EPISODIC__Q0", "nan"), ("VALUES__WIN_BONUS", "inf")):
         with pytest.MonkeyPatch.context() as env:
