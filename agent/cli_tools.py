@@ -18,7 +18,7 @@ from rich.table import Table
 
 from agent.consoles import stderr_console, stdout_console
 from agent.errors import EvolventError
-from agent.jsonl import read_jsonl, write_jsonl
+from agent.jsonl import parse_row, read_jsonl, write_jsonl
 
 if TYPE_CHECKING:
     import numpy as np
@@ -202,6 +202,41 @@ def episodes(
             "; ".join(t.actions[:3]) + ("; ..." if len(t.actions) > 3 else ""),
         )
     out.print(table)
+
+
+@app.command("import-episodes")
+def import_episodes(
+    in_file: Annotated[Path, typer.Argument(help="JSONL file written by `tools episodes --json`.")],
+    namespace: NamespaceOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Read stored episodes back from JSON lines (`tools episodes --json`), oldest first.
+
+    Every row is checked before anything is written; an episode the namespace holds is
+    replaced; of each environment the newest 200 are kept, as when they are played."""
+    from toolsmith.models import Trajectory
+
+    try:
+        rows: list[Trajectory] = []
+        lines: dict[tuple[str, str], int] = {}
+        for lineno, row in read_jsonl(in_file):
+            t = parse_row(Trajectory, row, f"{in_file}:{lineno}", "a stored episode")
+            key = (t.env_id, t.episode_id)
+            if key in lines:
+                raise EvolventError(
+                    f"{in_file}:{lineno}: episode {t.episode_id!r} of {t.env_id} is on line "
+                    f"{lines[key]} too; nothing imported"
+                )
+            lines[key] = lineno
+            rows.append(t)
+    except EvolventError as e:
+        raise _fail(str(e)) from None
+    with _registry(namespace, config, read_only=False, create=True) as reg:
+        assert reg is not None  # made when missing
+        with reg.atomic():
+            for t in rows:
+                reg.add_trajectory(t)
+    err.print(f"imported {len(rows)} stored episodes into namespace {reg.namespace}")
 
 
 @app.command()

@@ -154,6 +154,8 @@ class ToolUse(BaseModel):
 class Trajectory(BaseModel):
     """A successful episode the miner learns from and macro replay validates on."""
 
+    model_config = ConfigDict(allow_inf_nan=False)
+
     episode_id: str
     env_id: str
     seed: int | None = None
@@ -165,6 +167,12 @@ class Trajectory(BaseModel):
     score: float | None = None
     """Final score of the episode, if known."""
     created_at: float = Field(default_factory=time.time)
+
+    @model_validator(mode="after")
+    def _a_mark_per_action(self) -> Trajectory:
+        if self.from_tool and len(self.from_tool) != len(self.actions):
+            raise ValueError("from_tool must be empty or have one mark per action")
+        return self
 
     def segments(self) -> list[list[str]]:
         """Runs of actions the agent chose itself (a tool's expansion splits them)."""

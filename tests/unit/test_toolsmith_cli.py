@@ -187,6 +187,34 @@ def test_reset_asks_first(mem: Path) -> None:
     reg.close()
 
 
+def test_stored_episodes_are_read_back_from_their_listing(mem: Path, tmp_path: Path) -> None:
+    """`tools episodes --json` is their export: a backup restored keeps what macros are
+    mined from and replayed on (tools export carries the tools only)."""
+    reg = SqliteToolRegistry(mem / "tools.sqlite", HashingEmbedder())
+    reg.add_trajectory(Trajectory(episode_id="e1", env_id="toy:keys", actions=["a", "b"], seed=3))
+    reg.add_trajectory(
+        Trajectory(episode_id="e2", env_id="toy:keys", actions=["c", "d"], from_tool=[True, False])
+    )
+    reg.close()
+    listed = runner.invoke(app, ["episodes", "--json"]).stdout
+    assert len(listed.splitlines()) == 2
+    saved = tmp_path / "episodes.jsonl"
+    saved.write_text(listed)
+    assert runner.invoke(app, ["reset", "--yes"]).exit_code == 0
+    r = runner.invoke(app, ["import-episodes", str(saved)])
+    assert r.exit_code == 0 and "imported 2 stored episodes into namespace default" in r.output
+    assert runner.invoke(app, ["episodes", "--json"]).stdout == listed
+    for text, message in [
+        (listed + listed.splitlines()[0], "episodes.jsonl:3: episode 'e1' of toy:keys is on"),
+        ('{"episode_id": "x", "env_id": "e", "actions": ["a"], "score": NaN}', "score: Input"),
+        ('{"episode_id": "x", "env_id": "e", "actions": ["a"], "from_tool": []}\n{}', ":2: not"),
+    ]:
+        saved.write_text(text)
+        r = runner.invoke(app, ["import-episodes", str(saved)])
+        assert r.exit_code == 2 and message in r.output and "nothing imported" in r.output
+    assert runner.invoke(app, ["episodes", "--json"]).stdout == listed
+
+
 def test_import_reads_an_export_back(mem: Path, tmp_path: Path) -> None:
     fill(mem)
     target = tmp_path / "tools.jsonl"
