@@ -208,6 +208,11 @@ def _error_handlers(app: FastAPI) -> None:
             f"{'.'.join(str(p) for p in f.loc[1:] or f.loc)}: {f.msg}" if f.loc else f.msg
             for f in fields
         )
+        kind = request.headers.get("content-type", "")
+        if any(f.loc[:1] == ["body"] for f in fields) and "json" not in kind.lower():
+            # curl -d sends a form unless told otherwise: say what this endpoint reads
+            summary += f" (the body was sent as {kind or 'no type'}; send JSON with "
+            summary += "Content-Type: application/json)"
         result: Response = error(422, f"invalid request: {summary}", fields)
         return result
 

@@ -204,6 +204,13 @@ def test_invalid_payloads_get_readable_422s(evolvent_home: Path) -> None:
             headers={**auth(A), "Content-Type": "application/json"},
         )
         assert r.status_code == 422 and "JSON decode error" in r.json()["detail"]
+        form = {**auth(A), "Content-Type": "application/x-www-form-urlencoded"}  # curl -d
+        r = s.http.post("/v1/runs", content=b'{"env": "toy:keys"}', headers=form)
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"].endswith(
+            "(the body was sent as application/x-www-form-urlencoded; send JSON with "
+            "Content-Type: application/json)"
+        )
         assert s.http.get("/v1/runs?limit=0", headers=auth(A)).status_code == 422
         assert s.http.get("/v1/memories?kind=bogus", headers=auth(A)).status_code == 422
         assert s.a.list_runs().items == []  # nothing invalid was started
