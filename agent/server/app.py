@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match, compile_path
+from starlette.routing import Match
 
 import agent as agent_pkg
 from agent.server import routes_memory, routes_runs, routes_tools
@@ -22,6 +22,7 @@ from agent.server.deps import ServerDeps
 from agent.server.limits import BodyLimitMiddleware
 from agent.server.metrics import Metrics, MetricsMiddleware
 from agent.server.models import ErrorBody, FieldError, Health, Readiness
+from agent.server.paths import documented_path
 from agent.server.runs import RunError, RunManager
 
 log = logging.getLogger(__name__)
@@ -231,10 +232,9 @@ def _allowed(request: Request) -> list[str]:
     matches it (as the router picks it: ``/v1/memories/export`` before ``/{memory_id}``),
     else those some route answers (FastAPI no longer flattens included routers, so asking
     the routes themselves is the way to find them)."""
-    path = request.url.path
-    for template, operations in request.app.openapi().get("paths", {}).items():
-        if compile_path(template)[0].match(path):
-            return sorted(m.upper() for m in operations if m.upper() in _METHODS)
+    documented = documented_path(request.app, request.url.path)
+    if documented is not None:
+        return sorted(m.upper() for m in documented[1] if m.upper() in _METHODS)
     return [
         method
         for method in _METHODS

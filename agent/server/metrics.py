@@ -14,6 +14,8 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agent.server.paths import documented_path
+
 _DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
 
@@ -87,7 +89,14 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_watch)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            route = getattr(scope.get("route"), "path", None) or _template(scope)
             self.metrics.http_requests.labels(route, scope["method"], str(status)).inc()
             took = elapsed if elapsed is not None else time.perf_counter() - started
             self.metrics.http_latency.labels(route).observe(took)
+
+
+def _template(scope: Scope) -> str:
+    """The route of a request answered before routing (a 413 for a declared body size):
+    its documented path template, or ``unmatched``."""
+    documented = documented_path(scope.get("app"), scope["path"])
+    return documented[0] if documented is not None else "unmatched"

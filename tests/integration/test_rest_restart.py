@@ -1,4 +1,4 @@
-"""The REST server as a real process: SIGKILL it mid-run, restart it, resume the run.
+"""The REST server as a real process: SIGKILL or SIGTERM it mid-run, restart it, resume the run.
 
 The server runs ``python -m agent.server`` with the test-only scripted LLM
 (``EVOLVENT_TEST_LLM=toy-slow:SECONDS``: each action takes that long) and a real embedded
@@ -37,7 +37,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(home: Path, log: Path) -> Iterator[tuple[subprocess.Popen[bytes], EvolventClient]]:
+def server(
+    home: Path, log: Path, **settings: str
+) -> Iterator[tuple[subprocess.Popen[bytes], EvolventClient]]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVOLVENT_")}
     env |= {
@@ -46,6 +48,7 @@ def server(home: Path, log: Path) -> Iterator[tuple[subprocess.Popen[bytes], Evo
         "EVOLVENT_TEST_LLM": "toy-slow:0.3",
         "EVOLVENT_MEMORY__NOTEBOOK_BATCH": "0",
         "EVOLVENT_MEMORY__DISTILL_EVERY": "0",
+        **settings,
     }
     cmd = [sys.executable, "-m", "agent.server", "--host", "127.0.0.1", "--port", str(port)]
     with log.open("ab") as out:
@@ -156,3 +159,14 @@ def test_sigterm_ends_an_open_event_stream_cleanly(tmp_path: Path) -> None:
         later = list(api.events(run.id, last_event_id=last))
         assert later and later[-1].event == "end"
         assert all(e.id is not None and e.id > last for e in later)
+
+
+def test_a_body_refused_before_routing_is_counted_under_its_route(tmp_path: Path) -> None:
+    """uvicorn answers a declared oversize body before the router runs: /metrics counted
+    it as "unmatched" (an in-process test client routes it first and cannot show this)."""
+    limit = {"EVOLVENT_SERVER__MAX_BODY_BYTES": "2048"}
+    with server(tmp_path / "home", tmp_path / "server.log", **limit) as (_, api):
+        big = {"task": "x" * 5000}
+        r = api.http.post("/v1/runs", json=big, headers=api.headers)
+        assert r.status_code == 413
+        assert 'route="/v1/runs",status="413"' in api.metrics()

@@ -246,6 +246,10 @@ def test_bodies_over_the_limit_get_413(evolvent_home: Path) -> None:
             r = s.http.post(path, content=chunks(), headers=auth(A))
             assert r.status_code == 413, (path, r.text)
         assert s.http.post("/v1/runs", json={"task": "short"}, headers=auth(A)).status_code == 202
+        # Counted under their route (a real server: tests/integration/test_rest_restart.py).
+        metrics = s.http.get("/metrics").text
+        for path in ("/v1/runs", "/v1/memories/import"):
+            assert f'route="{path}",status="413"' in metrics, path
 
 
 def test_the_concurrent_run_cap_answers_429(evolvent_home: Path) -> None:
