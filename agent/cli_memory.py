@@ -211,7 +211,7 @@ def export_(
         except EvolventError as e:
             raise _fail(str(e)) from None
     if out_file is not None:
-        err.print(f"exported {n} memories to {out_file}", highlight=False, soft_wrap=True)
+        err.print(f"exported {_memories(n)} to {out_file}", highlight=False, soft_wrap=True)
 
 
 @app.command("import")
@@ -244,7 +244,7 @@ def import_(
         replaced = len(store.existing([r.id for r in rows]))
         n = store.import_records(rows)
     what = f"; {replaced} of them replaced the memories with their ids" if replaced else ""
-    err.print(f"imported {n} memories into namespace {store.namespace}{what}")
+    err.print(f"imported {_memories(n)} into namespace {store.namespace}{what}")
 
 
 @app.command()
@@ -268,7 +268,7 @@ def delete(
             n = store.delete_episode(episode)
             if not n:
                 raise _fail(f"no memory learned from episode {episode!r}", code=1)
-            err.print(f"deleted {n} memories of episode {episode}")
+            err.print(f"deleted {_memories(n)} of episode {episode}")
             return
         ids = list(dict.fromkeys(memory_ids or []))
         missing = [m for m in ids if store.get(m) is None]
@@ -280,7 +280,7 @@ def delete(
             )
         for m in ids:
             store.delete(m)
-    err.print(f"deleted {len(ids)} {'memory' if len(ids) == 1 else 'memories'}")
+    err.print(f"deleted {_memories(len(ids))}")
 
 
 @app.command()
@@ -294,8 +294,13 @@ def reset(
         counts = store.stats()
         total = sum(counts.values())
         if not yes and not typer.confirm(
-            f"delete all {total} memories of namespace {store.namespace!r}?", default=False
+            f"delete all {_memories(total)} of namespace {store.namespace!r}?", default=False
         ):
             raise _fail("nothing deleted", code=1)
         store.reset()
-    err.print(f"deleted {total} memories")
+    err.print(f"deleted {_memories(total)}")
+
+
+def _memories(n: int) -> str:
+    """``1 memory``, ``3 memories``."""
+    return f"{n} {'memory' if n == 1 else 'memories'}"

@@ -90,7 +90,7 @@ def test_list_show_search_export_reset_import_delete(evolvent_home: Path, tmp_pa
 
     # Everything one episode taught, at once.
     r = runner.invoke(app, ["memory", "delete", "--episode", "run-1-0"])
-    assert r.exit_code == 0 and "deleted 1 memories of episode run-1-0" in r.output, r.output
+    assert r.exit_code == 0 and "deleted 1 memory of episode run-1-0" in r.output, r.output
     assert runner.invoke(app, ["memory", "show", ep]).exit_code == 1
     r = runner.invoke(app, ["memory", "delete", "--episode", "run-1-0"])
     assert r.exit_code == 1 and "no memory learned from episode" in r.output
@@ -131,7 +131,7 @@ def test_bad_input_is_one_clear_line(evolvent_home: Path, tmp_path: Path) -> Non
     r = runner.invoke(app, ["memory", "import", str(bad)])
     assert r.exit_code == 0 and r.output.strip().endswith("namespace default"), r.output
     r = runner.invoke(app, ["memory", "import", str(bad)])
-    assert "imported 1 memories into namespace default; 1 of them replaced the" in r.output
+    assert "imported 1 memory into namespace default; 1 of them replaced the" in r.output
 
 
 def test_search_by_kind_and_errors_outside_commands(
