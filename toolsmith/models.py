@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ToolKind = Literal["macro", "code"]
 ToolStatus = Literal["active", "disabled", "rejected"]
+TOOL_STATUSES: tuple[str, ...] = get_args(ToolStatus)
+
+
+def check_status(status: object) -> None:
+    """A ``ToolStatus``, or a ``ValueError`` naming the valid ones (a stored unknown status
+    would make every later read of the registry fail)."""
+    if status not in TOOL_STATUSES:
+        raise ValueError(f"unknown tool status {status!r}; valid: {', '.join(TOOL_STATUSES)}")
+
+
 FeedbackKind = Literal["worked", "not_admissible", "stopped_early", "no_reward", "error", "lost"]
 
 CODE_SIGNATURE = "run(observation: str, admissible: list[str]) -> list[str]"

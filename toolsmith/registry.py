@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from memory.embeddings import Embedder
-from toolsmith.models import Tool, ToolFeedback, ToolStatus, ToolUse, Trajectory
+from toolsmith.models import Tool, ToolFeedback, ToolStatus, ToolUse, Trajectory, check_status
 
 FEEDBACK_KEEP = 20
 """Uses kept per tool for doc refinement; older ones are dropped."""
@@ -115,6 +115,8 @@ class ToolRegistry(ABC):
     def rollback(self, name: str, version: int) -> Tool:
         """Make version ``version``'s body and doc current again, as a new version (the
         history stays append-only). Raises KeyError for an unknown name or version."""
+        if not isinstance(version, int):
+            raise TypeError(f"version must be an int, not {type(version).__name__}")
         with self.atomic():
             history = self.versions(name)
             if not history:
@@ -144,6 +146,9 @@ class ToolRegistry(ABC):
             return tool
 
     def set_status(self, name: str, status: ToolStatus, reason: str | None = None) -> Tool:
+        """Set ``name``'s status (``ValueError`` for an unknown one, ``KeyError`` for an
+        unknown tool)."""
+        check_status(status)
         with self.atomic():
             tool = self.get(name)
             if tool is None:
@@ -224,6 +229,8 @@ class InProcessToolRegistry(ToolRegistry):
             return t.model_copy(deep=True) if t else None
 
     def list_tools(self, status: ToolStatus | None = None) -> list[Tool]:
+        if status is not None:
+            check_status(status)
         with self.atomic():
             return [
                 t.model_copy(deep=True)

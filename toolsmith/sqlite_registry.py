@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from agent.errors import EvolventError
 from memory.embeddings import Embedder
-from toolsmith.models import Tool, ToolStatus, Trajectory
+from toolsmith.models import Tool, ToolStatus, Trajectory, check_status
 from toolsmith.registry import ToolRegistry, rank
 
 SCHEMA = """
@@ -160,6 +160,7 @@ class SqliteToolRegistry(ToolRegistry):
         sql = "SELECT data FROM tools WHERE namespace=?"
         params: tuple[str, ...] = (self.namespace,)
         if status is not None:
+            check_status(status)
             sql, params = sql + " AND status=?", (*params, status)
         with self._lock:
             rows = self._db.execute(sql + " ORDER BY rowid", params).fetchall()

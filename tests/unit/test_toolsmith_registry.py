@@ -49,6 +49,18 @@ def test_register_get_list(reg: ToolRegistry) -> None:
     assert reg.list_tools("rejected") == []
 
 
+def test_an_unknown_status_is_refused_before_anything_is_stored(reg: ToolRegistry) -> None:
+    """A stored "bogus" status made every later read of the registry (and every run) fail."""
+    reg.register(macro("open_chest", "open the chest", "take key", "open chest"))
+    with pytest.raises(ValueError, match="unknown tool status 'bogus'; valid: active, disabled"):
+        reg.set_status("open_chest", "bogus")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown tool status 'bogus'"):
+        reg.list_tools("bogus")  # type: ignore[arg-type]
+    assert [t.status for t in reg.versions("open_chest")] == ["active"]
+    with pytest.raises(TypeError, match="version must be an int, not str"):
+        reg.rollback("open_chest", "1")  # type: ignore[arg-type]
+
+
 def test_versions_keep_every_register_and_rollback(reg: ToolRegistry) -> None:
     reg.register(macro("m", "first doc", "a b", "c d"))
     v2 = reg.register(macro("m", "second doc", "a b", "e f"))
