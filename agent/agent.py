@@ -20,7 +20,7 @@ from agent.deferred import (
     exploring_view,
     tool_journal,
 )
-from agent.errors import ConfigError, ResumeError
+from agent.errors import ConfigError, EvolventError, ResumeError
 from agent.graph import CompiledAgent, build_graph, recursion_limit
 from agent.heap import settle_once
 from agent.llm.base import LLMClient
@@ -30,6 +30,7 @@ from agent.state import AgentState, EpisodeContext
 from agent.stores import open_memory
 from agent.tasks import TEXT_ENV_ID, TextTask
 from benchmarks.envs.base import Env
+from benchmarks.envs.checked import MEMBERS, CheckedEnv, missing_members
 from benchmarks.envs.registry import is_env_id, make_env, meant_as_env_id
 from memory.distill import DistillParams, EpisodeDigest, ExperienceDistiller
 from memory.embeddings import Embedder, default_embedder
@@ -66,7 +67,18 @@ class Agent:
         embedder: Embedder | None = None,
         values: ValueSnapshot | None = None,
     ) -> None:
+        if settings is not None and not isinstance(settings, Settings):
+            raise TypeError(
+                f"settings must be a Settings (agent.load_settings(...)), not "
+                f"{type(settings).__name__}"
+            )
+        if values is not None and not isinstance(values, ValueSnapshot):
+            raise TypeError(
+                f"values must be a ValueSnapshot (memory.values.snapshot()), not "
+                f"{type(values).__name__}"
+            )
         self.settings = settings or load_settings()
+        self._closed = False
         self._values = values
         """Step values every episode acts on (the notebook's re-plays, judged on one set);
         None: each episode takes a snapshot of the memory's step values when it starts."""
@@ -78,6 +90,15 @@ class Agent:
         else:
             self.base_url = "scripted"
         self.llm = llm
+        try:
+            self._open_parts(memory, toolsmith, embedder)
+        except BaseException:
+            self._close_parts()  # what was opened before the failure: its locks too
+            raise
+
+    def _open_parts(
+        self, memory: MemoryStore | None, toolsmith: Toolsmith | None, embedder: Embedder | None
+    ) -> None:
         self.embedder = embedder or (memory.embedder if memory else default_embedder())
         self._owns_memory = memory is None
         mcfg = self.settings.memory
@@ -120,6 +141,7 @@ class Agent:
         index: int = 0,
     ) -> EpisodeResult:
         """Play one episode: an ``Env``, an env id (``textworld:cooking``) or a task text."""
+        self._check_open()
         env, initial, cfg, row, started = self._start(
             task_or_env, seed, thread_id, max_steps, token_budget, run_id, index
         )
@@ -128,12 +150,17 @@ class Agent:
         self._learn_between_episodes(result)
         return result
 
-    def resume(self, thread_id: str, on_step: StepCallback | None = None) -> EpisodeResult:
-        """Finish an episode whose process was killed, from its last checkpoint."""
+    def resume(
+        self, thread_id: str, on_step: StepCallback | None = None, *, env: Env | None = None
+    ) -> EpisodeResult:
+        """Finish an episode whose process was killed, from its last checkpoint. ``env``:
+        the ``Env`` object an episode was played on, when it is not a registered one (its
+        recorded actions are replayed on it after a reset)."""
+        self._check_open()
         cfg, values, row, pending = self._checkpointed(thread_id)
         if not pending:
             return self._finish(values, row)
-        env = self._replay(values)
+        env = self._replay(values, env)
         values = self._drive(None, cfg, env, time.perf_counter(), on_step, *self._live_parts())
         result = self._finish(values, row)
         self._learn_between_episodes(result)
@@ -159,6 +186,7 @@ class Agent:
         episode's own RNG (seeded by the thread id) and tool-use feedback is kept in the
         result, so episodes played at the same time cannot influence each other.
         """
+        self._check_open()
         env, initial, cfg, row, started = self._start(
             task_or_env, seed, thread_id, max_steps, token_budget, run_id, index
         )
@@ -168,6 +196,7 @@ class Agent:
     def resume_play(self, thread_id: str, on_step: StepCallback | None = None) -> PlayedEpisode:
         """Finish an episode started by ``play()`` whose process was killed, writing nothing;
         returns it whole (the tool feedback of the steps before the kill included)."""
+        self._check_open()
         cfg, values, row, pending = self._checkpointed(thread_id)
         if not pending:
             self._finish(values, row)
@@ -185,9 +214,20 @@ class Agent:
         mining (all as the settings allow), then distillation and mistake notes.
 
         Returns the episode's result as ``run()`` would have: with the ids it wrote, and the
-        LLM, memory and wall time of the writes that the graph would have counted.
+        LLM, memory and wall time of the writes that the graph would have counted. An episode
+        is learned from once: the same ``played`` again is a ``ResumeError``.
         """
+        self._check_open()
+        if not isinstance(played, PlayedEpisode):
+            raise TypeError(
+                f"learn_from takes what play() returned (a PlayedEpisode), not "
+                f"{type(played).__name__}"
+            )
+        if played.learned:
+            thread = played.state.get("thread_id")
+            raise ResumeError(f"episode {thread} was learned from already; its writes are made")
         state = apply_learning(played, self.memory, self.toolsmith, self.settings, self.llm)
+        played.mark_learned()
         result = EpisodeResult.from_state(state, success_of(state))
         self._learn_between_episodes(result)
         return result
@@ -243,13 +283,25 @@ class Agent:
         return bool(self.graph.get_state(self._config(thread_id, None)).values)
 
     def close(self) -> None:
-        self.checkpoints.close()
-        if self._owns_memory:
+        """Release the stores and the LLM client it opened (twice is fine)."""
+        if not self._closed:
+            self._closed = True
+            self._close_parts()
+
+    def _close_parts(self) -> None:
+        """Close what this agent opened, as far as it got (``__init__`` may have failed)."""
+        if getattr(self, "checkpoints", None) is not None:
+            self.checkpoints.close()
+        if getattr(self, "_owns_memory", False) and getattr(self, "memory", None) is not None:
             self.memory.close()
-        if self._owns_tools:
+        if getattr(self, "_owns_tools", False) and getattr(self, "toolsmith", None) is not None:
             self.toolsmith.registry.close()
         if self._owns_llm:
             self.llm.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EvolventError("this agent is closed; make a new Agent to play on")
 
     def __enter__(self) -> Agent:
         return self
@@ -260,12 +312,16 @@ class Agent:
     # -- internals --------------------------------------------------------------------
 
     def _env_for(self, task_or_env: str | Env, seed: int) -> Env:
-        if isinstance(task_or_env, Env):
+        if isinstance(task_or_env, CheckedEnv):
             return task_or_env
+        if isinstance(task_or_env, Env):
+            return CheckedEnv(task_or_env)  # a user's object: its answers are checked
         if not isinstance(task_or_env, str):
-            raise TypeError(
-                f"give an environment id, an Env or a task text, not {type(task_or_env).__name__}"
-            )
+            lacks = missing_members(task_or_env)
+            what = type(task_or_env).__name__
+            if len(lacks) < len(MEMBERS):  # meant as an Env
+                raise TypeError(f"{what} is not an Env: it has no {', '.join(lacks)}")
+            raise TypeError(f"give an environment id, an Env or a task text, not {what}")
         if is_env_id(task_or_env) or meant_as_env_id(task_or_env):
             env: Env = make_env(task_or_env, seed, self.settings.games_path)  # or the valid ids
             return env
@@ -280,10 +336,22 @@ class Agent:
             "recursion_limit": recursion_limit(steps, self.settings.limits.max_reflections),
         }
 
-    def _replay(self, values: AgentState) -> Env:
+    def _replay(self, values: AgentState, given: Env | None = None) -> Env:
         env_id = values.get("env_id", "")
-        if env_id == TEXT_ENV_ID:
-            env: Env = TextTask(values["task"])
+        env: Env
+        if given is not None:
+            env = self._env_for(given, values.get("seed", 0))
+            if env.env_id != env_id:
+                raise ResumeError(
+                    f"thread {values['thread_id']} was played on {env_id}, not {env.env_id}"
+                )
+        elif env_id == TEXT_ENV_ID:
+            env = TextTask(values["task"])
+        elif not is_env_id(env_id):
+            raise ResumeError(
+                f"thread {values['thread_id']} was played on {env_id}, an Env object the "
+                "registry cannot make again: give it back with agent.resume(thread_id, env=...)"
+            )
         else:
             env = make_env(env_id, values.get("seed", 0), self.settings.games_path)
         obs = env.reset()
@@ -309,6 +377,11 @@ class Agent:
         index: int,
     ) -> tuple[Env, AgentState, RunnableConfig, EpisodeRow, float]:
         """Open the environment and the episode's row; the graph's initial state."""
+        for name, limit in (("max_steps", max_steps), ("token_budget", token_budget)):
+            if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+                raise TypeError(f"{name} must be an int, not {type(limit).__name__}")
+            if limit is not None and limit < 1:
+                raise ConfigError(f"{name} must be at least 1, not {limit}")
         env = self._env_for(task_or_env, seed)
         thread_id = thread_id or new_thread_id()
         cfg = self._config(thread_id, max_steps)
@@ -328,7 +401,11 @@ class Agent:
         )
         self.checkpoints.put_episode(row)
         started = time.perf_counter()
-        obs = env.reset()
+        try:
+            obs = env.reset()
+        except BaseException:
+            env.close()
+            raise
         reset_s = time.perf_counter() - started
         initial: AgentState = {
             "thread_id": thread_id,

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from agent.config import Settings
 from agent.llm.base import LLMClient
@@ -49,6 +49,16 @@ class PlayedEpisode(BaseModel):
     reaches the registry when the episode is learned from."""
     tool_offers: int = 0
     """Steps at which tools were offered (the convergence counter's offers)."""
+    _learned: bool = PrivateAttr(default=False)
+
+    @property
+    def learned(self) -> bool:
+        """Its learning was applied (by ``Agent.learn_from``): not again. Not saved with
+        it: a copy read back from disk is learned from when its learning was not logged."""
+        return self._learned
+
+    def mark_learned(self) -> None:
+        self._learned = True
 
     @property
     def thread_id(self) -> str:

@@ -47,6 +47,11 @@ class InvalidLLMOutput(EvolventError):
     """The LLM kept answering something that does not parse, after all retries."""
 
 
+class EnvProtocolError(EvolventError):
+    """An ``Env`` object given to the agent broke the environment protocol (a wrong return
+    type, a non-finite number)."""
+
+
 class ResumeError(EvolventError):
     """A thread that cannot be resumed (unknown id, already finished, env mismatch)."""
 
