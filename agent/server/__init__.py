@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from agent.server.app import create_app
-    from agent.server.client import ApiError, EvolventClient
+    from agent.server.client import ApiError, EvolventClient, ServerUnreachable
     from agent.server.config import ServerConfig, ServeSettings, load_serve_settings
     from agent.server.deps import ServerDeps
 
@@ -20,6 +20,7 @@ __all__ = [
     "ServeSettings",
     "ServerConfig",
     "ServerDeps",
+    "ServerUnreachable",
     "create_app",
     "load_serve_settings",
 ]
@@ -28,6 +29,7 @@ _LAZY = {
     "create_app": "agent.server.app",
     "ApiError": "agent.server.client",
     "EvolventClient": "agent.server.client",
+    "ServerUnreachable": "agent.server.client",
     "ServeSettings": "agent.server.config",
     "ServerConfig": "agent.server.config",
     "load_serve_settings": "agent.server.config",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Generator, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
@@ -41,6 +42,14 @@ class ApiError(Exception):
         self.status_code = status_code
         self.detail = detail
         self.errors = errors or []
+
+
+class ServerUnreachable(ConnectionError):
+    """The server did not answer at all (not started, gone, a wrong URL)."""
+
+    def __init__(self, base_url: str, detail: str) -> None:
+        super().__init__(f"cannot reach the Evolvent server at {base_url}: {detail}")
+        self.base_url = base_url
 
 
 class RunEvent(BaseModel):
@@ -137,10 +146,10 @@ class EvolventClient:
         if last_event_id is not None:
             headers["Last-Event-ID"] = str(last_event_id)
         url = f"/v1/runs/{_q(run_id)}/events"
-        with self.http.stream("GET", url, headers=headers, timeout=None) as resp:
+        with self._reaching(), self.http.stream("GET", url, headers=headers, timeout=None) as resp:
             if resp.status_code == 204:
                 return
-            if resp.status_code >= 400:
+            if resp.status_code >= 300:
                 resp.read()
                 _raise(resp)
             fields: dict[str, str] = {}
@@ -255,20 +264,35 @@ class EvolventClient:
     # -- operations -------------------------------------------------------------------
 
     def healthy(self) -> bool:
-        return self.http.get("/healthz").status_code == 200
+        """The server answers ``/healthz`` with 200 (False when it does not answer)."""
+        try:
+            return self.http.get("/healthz").status_code == 200
+        except httpx.TransportError:
+            return False
 
     def readiness(self) -> Readiness:
-        return Readiness.model_validate(self.http.get("/readyz").json())
+        with self._reaching():
+            return Readiness.model_validate(self.http.get("/readyz").json())
 
     def metrics(self) -> str:
-        return self.http.get("/metrics").text
+        with self._reaching():
+            return self.http.get("/metrics").text
 
     # -- internals --------------------------------------------------------------------
 
+    @contextmanager
+    def _reaching(self) -> Iterator[None]:
+        """A request that gets no answer is ``ServerUnreachable`` naming the URL."""
+        try:
+            yield
+        except httpx.TransportError as e:
+            raise ServerUnreachable(str(self.http.base_url), str(e) or type(e).__name__) from None
+
     def _send(self, method: str, url: str, **kw: Any) -> httpx.Response:
         kw["headers"] = kw.get("headers") or self.headers
-        resp = self.http.request(method, url, **kw)
-        if resp.status_code >= 400:
+        with self._reaching():
+            resp = self.http.request(method, url, **kw)
+        if resp.status_code >= 300:  # a redirect is not what any call asks for
             _raise(resp)
         return resp
 
@@ -277,8 +301,8 @@ class EvolventClient:
 
     def _lines(self, url: str) -> Iterator[str]:
         """The non-blank lines of a JSON-lines answer, as they arrive."""
-        with self.http.stream("GET", url, headers=self.headers) as resp:
-            if resp.status_code >= 400:
+        with self._reaching(), self.http.stream("GET", url, headers=self.headers) as resp:
+            if resp.status_code >= 300:
                 resp.read()
                 _raise(resp)
             for line in resp.iter_lines():
@@ -293,6 +317,10 @@ class EvolventClient:
 
 
 def _q(segment: str) -> str:
+    """A run id, memory id or tool name as a path segment; a blank one is a ``ValueError``
+    (it would name the collection instead, and a DELETE there is redirected, not done)."""
+    if not segment.strip():
+        raise ValueError("an id or a name must not be blank")
     return quote(segment, safe="")
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from agent.checkpoint import CheckpointStore
 from agent.errors import EvolventError
 from agent.graph import build_graph
 from agent.llm.base import LLMClient
-from agent.server.client import ApiError, EvolventClient, RunEvent
+from agent.server.client import ApiError, EvolventClient, RunEvent, ServerUnreachable
 from agent.server.config import ServerConfig
 from agent.server.models import RunCreated
 from agent.server.store import RunRow, RunStore
@@ -411,3 +412,24 @@ def test_keys_map_to_their_namespaces(evolvent_home: Path) -> None:
     with serve(evolvent_home) as s:
         assert {s.deps.namespace_for(k) for k in KEYS} == {"alpha", "beta"}
         assert s.deps.namespace_for("key-alph") is None
+
+
+def test_the_client_on_a_server_that_is_not_there_or_a_blank_id(evolvent_home: Path) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with EvolventClient(f"http://127.0.0.1:{port}", "key", timeout=2) as api:
+        assert api.healthy() is False  # it raised httpx.ConnectError
+        for call in (lambda: api.get_run("run-1"), api.readiness, lambda: list(api.events("r"))):
+            with pytest.raises(ServerUnreachable, match=f"at http://127.0.0.1:{port}"):
+                call()
+    with serve(evolvent_home) as s:
+        # A blank id named the collection: DELETE there was redirected, and taken as done.
+        blanks: list[Callable[[], object]] = [
+            lambda: s.a.delete_tool(""),
+            lambda: s.a.delete_memory("  "),
+            lambda: s.a.get_run(""),
+        ]
+        for blank in blanks:
+            with pytest.raises(ValueError, match="an id or a name must not be blank"):
+                blank()
