@@ -7,6 +7,7 @@ a limit hit) come back as a ``RunResult``; only a backend that cannot work at al
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -198,9 +199,11 @@ class Sandbox(ABC):
             _check_relpath(n)
         limits = limits or self.limits
         if timeout is not None:
-            limits = limits.model_copy(
-                update={"timeout_s": SandboxLimits(timeout_s=timeout).timeout_s}
-            )
+            if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+                raise TypeError(f"timeout must be a number of seconds, not {timeout!r}")
+            if not (math.isfinite(timeout) and timeout > 0):
+                raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+            limits = limits.model_copy(update={"timeout_s": float(timeout)})
         return self._execute(list(argv), blobs, extra, limits)
 
     @abstractmethod

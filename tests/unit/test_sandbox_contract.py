@@ -188,6 +188,15 @@ def test_bad_arguments_are_caller_errors(argv: Any, files: dict[str, str]) -> No
         FakeSandbox().run(argv, files=files)
 
 
+@pytest.mark.parametrize("timeout", [0, -1.5, float("nan"), float("inf")])
+def test_a_timeout_that_is_no_duration_is_one_line(timeout: float) -> None:
+    # It was a pydantic ValidationError of several lines about SandboxLimits.
+    with pytest.raises(ValueError, match=r"^timeout must be a positive number of seconds, not"):
+        FakeSandbox().run(["true"], timeout=timeout)
+    with pytest.raises(TypeError, match="timeout must be a number of seconds, not '5'"):
+        FakeSandbox().run(["true"], timeout="5")  # type: ignore[arg-type]
+
+
 def test_unknown_backend_lists_the_valid_names() -> None:
     with pytest.raises(ConfigError, match="valid: auto, docker, bwrap, subprocess"):
         get_sandbox("chroot")
