@@ -232,6 +232,12 @@ class MemoryStore:
         self.values.close()
         self.backend.close()
 
+    def __enter__(self) -> MemoryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def _ranked(
     vector: npt.NDArray[np.float32], records: list[MemoryRecord], embedder: Embedder, k: int

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from agent.errors import EvolventError
 from memory import EpisodicParams, HashingEmbedder, MemoryStore
 from memory.embeddings import length_groups
 from memory.records import Provenance
@@ -137,3 +140,13 @@ def test_length_groups_bound_padding_and_cover_every_text() -> None:
         assert max(len(texts[i]) for i in g) <= 2 * shortest + 32
     assert [sorted(g) for g in groups] == [[1, 2], [3, 5], [0, 4]]
     assert length_groups([]) == []
+
+
+def test_a_store_is_a_context_manager(tmp_path: Path) -> None:
+    with MemoryStore.open(path=tmp_path, embedder=HashingEmbedder()) as store:
+        mid = store.episodes.add("open the chest", "took the key", success=True, reward=1.0)
+        assert store.get(mid) is not None
+    with pytest.raises(EvolventError, match="is closed"):
+        store.get(mid)
+    with MemoryStore.open(path=tmp_path, embedder=HashingEmbedder()) as again:  # lock let go
+        assert again.get(mid) is not None
