@@ -193,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.steps < 1 or args.episodes < 1 or args.steps_per_node < 1:
         raise EvolventError("--steps, --episodes and --steps-per-node must be at least 1")
+    if args.steps > 10_000:  # a checkpoint stores the step counts as 64-bit integers
+        raise EvolventError(f"--steps must be at most 10000, not {args.steps}")
     per_node = args.steps_per_node
     floors = [
         *(

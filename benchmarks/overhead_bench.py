@@ -316,6 +316,11 @@ def main(argv: list[str] | None = None) -> int:
     return run_script(lambda err: _run(args, err))
 
 
+MAX_STEPS = 10_000
+"""The most steps an episode may be given (as the REST service's ceiling)."""
+MAX_DELAY_MS = 60_000
+
+
 def _run(args: argparse.Namespace, err: Console) -> int:
     envs, embedders = _csv(args.envs), _csv(args.embedders)
     bad = sorted(set(embedders) - set(EMBEDDERS))
@@ -327,10 +332,15 @@ def _run(args: argparse.Namespace, err: Console) -> int:
         raise EvolventError(f"bad --concurrency {args.concurrency!r}; e.g. 1,4") from None
     if args.steps_per_node < 1:
         raise EvolventError(f"bad --steps-per-node {args.steps_per_node}; it must be at least 1")
-    if args.max_steps < 1:
-        raise EvolventError(f"bad --max-steps {args.max_steps}; it must be at least 1")
-    if not args.llm_delay_ms >= 0:  # NaN too
-        raise EvolventError(f"bad --llm-delay-ms {args.llm_delay_ms:g}; it must be 0 or more")
+    if not 1 <= args.max_steps <= MAX_STEPS:
+        raise EvolventError(f"bad --max-steps {args.max_steps}; it must be 1 to {MAX_STEPS}")
+    if not 0 <= args.llm_delay_ms <= MAX_DELAY_MS:  # NaN and infinity too
+        raise EvolventError(
+            f"bad --llm-delay-ms {args.llm_delay_ms:g}; it must be 0 to {MAX_DELAY_MS}"
+        )
+    for flag, given in (("--envs", envs), ("--embedders", embedders), ("--concurrency", levels)):
+        if not given:
+            raise EvolventError(f"{flag} names nothing to measure")
     if any(n < 1 for n in levels):
         raise EvolventError(f"bad --concurrency {args.concurrency!r}; each N must be at least 1")
     from benchmarks.envs.registry import check_env_id

@@ -33,6 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from rich.console import Console
+
+from benchmarks.scriptmain import run_script
 
 KEY = "bench-key"
 _QUERIES = [
@@ -164,15 +167,22 @@ async def _load(url: str, runs: int, readers: int, deadline_s: float) -> dict[st
                 params = {"query": random.choice(_QUERIES), "limit": 5}
                 await _timed(c, samples, samples.memory_query_s, "/v1/memories", params=params)
 
+        async def finished() -> int:
+            """Runs in a final status, over every page (the server gives 200 at most)."""
+            n, offset = 0, 0
+            while True:
+                page = await c.get("/v1/runs", params={"limit": 200, "offset": offset})
+                items = page.json()["items"]
+                n += sum(1 for r in items if r["status"] in _FINAL)
+                if len(items) < 200:
+                    return n
+                offset += 200
+
         async def watch() -> None:
             end = time.monotonic() + deadline_s
             while time.monotonic() < end:
                 await asyncio.sleep(0.05)
-                if len(ids) < runs:
-                    continue
-                page = await c.get("/v1/runs", params={"limit": 200})
-                items = page.json()["items"]
-                if sum(1 for r in items if r["status"] in _FINAL) >= runs:
+                if len(ids) >= runs and await finished() >= runs:
                     break
             done.set()
 
@@ -180,10 +190,16 @@ async def _load(url: str, runs: int, readers: int, deadline_s: float) -> dict[st
         tasks = [asyncio.create_task(poll_runs()) for _ in range(readers)]
         tasks += [asyncio.create_task(query_memory()) for _ in range(readers)]
         watcher = asyncio.create_task(watch())
-        await asyncio.gather(*(submit(s) for s in range(runs)))
-        await watcher
-        # Requests in flight when the last run finished still count: they ran under load.
-        await asyncio.gather(*tasks)
+        try:
+            await asyncio.gather(*(submit(s) for s in range(runs)))
+            await watcher
+            # Requests in flight when the last run finished still count: they ran under load.
+            await asyncio.gather(*tasks)
+        finally:  # Ctrl-C: the readers stop before the client closes under them
+            done.set()
+            for task in (*tasks, watcher):
+                task.cancel()
+            await asyncio.gather(*tasks, watcher, return_exceptions=True)
         wall = time.perf_counter() - wall0
         final = [(await c.get(f"/v1/runs/{i}")).json() for i in ids]
         # The same requests one at a time on the idle server, for comparison.
@@ -202,6 +218,7 @@ async def _load(url: str, runs: int, readers: int, deadline_s: float) -> dict[st
     steps = [r["result"]["steps"] for r in final if r["result"]]
     return {
         "runs": runs,
+        "unfinished": sum(1 for r in final if r["status"] not in _FINAL),
         "statuses": statuses,
         "won": sum(1 for r in final if r["result"] and r["result"]["success"]),
         "mean_steps": round(statistics.mean(steps), 2) if steps else 0,
@@ -231,7 +248,7 @@ async def _load(url: str, runs: int, readers: int, deadline_s: float) -> dict[st
     }
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--runs", type=int, default=50, help="runs fired at once")
     ap.add_argument("--workers", type=int, default=50, help="server worker threads")
@@ -246,6 +263,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.workers + args.queue < args.runs:
         ap.error("--workers + --queue must hold --runs, or some runs get 429")
     random.seed(0)
+    return run_script(lambda err: _bench(args, err))
+
+
+def _bench(args: argparse.Namespace, err: Console) -> int:
     home = Path(tempfile.mkdtemp(prefix="evolvent-rest-bench-"))
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -263,7 +284,16 @@ def main(argv: list[str] | None = None) -> None:
     result |= {"workers": args.workers, "queue": args.queue, "readers": args.readers}
     result["cpus"] = os.cpu_count()
     print(json.dumps(result, indent=2, sort_keys=True))
+    if result["unfinished"]:
+        err.print(
+            f"[bold red]error:[/] gave up after --deadline {args.deadline:g} s with "
+            f"{result['unfinished']} of {args.runs} runs unfinished: the figures above are "
+            "not a finished load",
+            highlight=False,
+        )
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

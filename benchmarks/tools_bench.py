@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -39,7 +38,8 @@ from agent.config import Settings, load_settings
 from agent.llm.base import LLMClient
 from agent.result import EpisodeResult
 from benchmarks.envs.base import Env
-from benchmarks.envs.registry import make_env, pregenerate
+from benchmarks.envs.registry import is_env_id, make_env, pregenerate, unknown_env
+from benchmarks.scriptmain import run_script
 from benchmarks.values_bench import play as play_values
 from memory.embeddings import Embedder, default_embedder
 from memory.values import ValueFunction
@@ -314,7 +314,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     for flag in ("warmup", "held_out"):
         if getattr(args, flag) < 0:
             p.error(f"--{flag.replace('_', '-')} must not be negative")
+    if not is_env_id(args.env):
+        p.error(str(unknown_env(args.env)))
+    if args.home is not None and args.home.exists():
+        if not args.home.is_dir():
+            p.error(f"--home {args.home} is a file; give a new or empty folder")
+        if any(args.home.iterdir()):  # its memory and tools would be learned on
+            p.error(f"--home {args.home} holds an earlier run's state; give a new or empty folder")
+    return run_script(lambda err: _bench(args))
 
+
+def _bench(args: argparse.Namespace) -> int:
     home = args.home or Path(tempfile.mkdtemp(prefix="evolvent-tools-bench-"))
     games_dir = args.games_dir or home / "games"
     seeds = list(range(args.first_seed, args.first_seed + args.games))
@@ -371,4 +381,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -72,6 +72,8 @@ def test_the_script_prints_every_floor_and_refuses_bad_counts(
     assert "4 step(s) per executor node" in capsys.readouterr().out
     assert graph_floor.main(["--steps-per-node", "0"]) == 2
     assert "must be at least 1" in capsys.readouterr().err
+    assert graph_floor.main(["--steps", "1" + "0" * 20]) == 2  # a checkpoint's TypeError
+    assert "--steps must be at most 10000" in capsys.readouterr().err
 
 
 def test_steps_per_node_runs_the_executor_node_less_often(tmp_path: Path) -> None:

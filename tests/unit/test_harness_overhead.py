@@ -92,9 +92,13 @@ def test_bad_options_are_one_line_errors(capsys: pytest.CaptureFixture[str]) -> 
     assert "bad --concurrency 'one'" in capsys.readouterr().err
     # Refused before anything is measured: one line each, no traceback.
     for argv, message in [
-        (["--max-steps", "0"], "bad --max-steps 0; it must be at least 1"),
-        (["--llm-delay-ms", "-5"], "bad --llm-delay-ms -5; it must be 0 or more"),
+        (["--max-steps", "0"], "bad --max-steps 0; it must be 1 to 10000"),
+        (["--max-steps", "1" + "0" * 20], "it must be 1 to 10000"),
+        (["--llm-delay-ms", "-5"], "bad --llm-delay-ms -5; it must be 0 to 60000"),
+        (["--llm-delay-ms", "inf"], "bad --llm-delay-ms inf; it must be 0 to 60000"),
         (["--concurrency", "1,0"], "bad --concurrency '1,0'; each N must be at least 1"),
+        (["--envs", ""], "--envs names nothing to measure"),
+        (["--concurrency", ","], "--concurrency names nothing to measure"),
     ]:
         assert overhead_bench.main(argv) == 2
         err = capsys.readouterr().err

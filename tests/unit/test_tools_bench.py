@@ -51,8 +51,19 @@ def test_held_out_games_are_played_with_and_without_tools(tmp_path: Path) -> Non
         smith.registry.close()
 
 
-def test_bad_counts_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_counts_are_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as stop:
         tools_bench.main(["--held-out", "-1"])
     assert stop.value.code == 2
     assert "--held-out must not be negative" in capsys.readouterr().err
+    # Before any work and any temporary folder: an unknown environment (a traceback and
+    # an empty folder left behind), a --home of an earlier run (its state was learned on).
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "episodes.jsonl").write_text("{}\n")
+    for argv, message in [
+        (["--env", "nope"], "unknown environment 'nope'; valid ids:"),
+        (["--home", str(tmp_path / "old")], "holds an earlier run's state"),
+    ]:
+        with pytest.raises(SystemExit) as stop:
+            tools_bench.main(argv)
+        assert stop.value.code == 2 and message in capsys.readouterr().err
