@@ -21,7 +21,7 @@ from typer._click.exceptions import NoSuchOption
 
 import agent as agent_pkg
 from agent.consoles import stderr_console, stdout_console
-from agent.errors import EvolventError
+from agent.errors import EvolventError, os_problem
 
 if TYPE_CHECKING:
     from agent.config import Settings
@@ -331,6 +331,11 @@ def main() -> None:
         sys.exit(130)
     except EvolventError as e:  # one the command did not turn into its own message
         err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except OSError as e:
+        if e.filename is None:  # not about a path the user gave: a bug, with its traceback
+            raise
+        err.print(f"[bold red]error:[/] {os_problem(e)}", highlight=False, soft_wrap=True)
         sys.exit(1)
 
 

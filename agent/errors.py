@@ -72,6 +72,15 @@ class MemoryLocked(EvolventError):
         )
 
 
+def os_problem(e: OSError) -> str:
+    """``cannot use PATH: No such file or directory (check EVOLVENT_HOME ...)``: a path the
+    settings or a flag named that the system refused, in one line."""
+    return (
+        f"cannot use {e.filename}: {e.strerror or e} (check EVOLVENT_HOME, the paths in the "
+        "settings and the command's path options)"
+    )
+
+
 class StopCondition(Exception):
     """Ends an episode early; carries the ``stop_reason`` recorded in the result."""
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from rich.console import Console
 
 from agent.consoles import stderr_console
-from agent.errors import EvolventError
+from agent.errors import EvolventError, os_problem
 
 
 def run_script(body: Callable[[Console], int]) -> int:
@@ -18,6 +18,11 @@ def run_script(body: Callable[[Console], int]) -> int:
         return body(err)
     except EvolventError as e:
         err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        return 2
+    except OSError as e:
+        if e.filename is None:
+            raise
+        err.print(f"[bold red]error:[/] {os_problem(e)}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from agent.cli import app
@@ -165,3 +168,38 @@ def test_envs_prints_one_line_per_id_or_family_in_a_pipe(evolvent_home: Path) ->
     summaries = [ln for ln in lines if ln.startswith("# ")]
     assert len(summaries) == sum(1 for f in FAMILIES.values() if f.summary)
     assert all(is_env_id(ln) for ln in lines if not ln.startswith("# "))
+
+
+def test_a_path_the_system_refuses_is_one_line(tmp_path: Path) -> None:
+    """EVOLVENT_HOME under /proc cannot be made: it was a FileNotFoundError traceback."""
+    rows = tmp_path / "notes.jsonl"
+    rows.write_text('{"id": "n1", "kind": "note", "key": "k", "text": "t"}\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVOLVENT_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "memory", "import", str(rows)],
+        capture_output=True,
+        text=True,
+        env={**env, "EVOLVENT_HOME": "/proc/nope"},
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("error: cannot use /proc/nope: No such file or directory")
+    assert "Traceback" not in done.stderr
+
+
+def test_a_benchmark_script_says_which_path_it_cannot_use() -> None:
+    from benchmarks.scriptmain import run_script
+
+    def refused(err: object) -> int:
+        raise PermissionError(13, "Permission denied", "/root/x")
+
+    buf = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("benchmarks.scriptmain.stderr_console", lambda: Console(file=buf))
+        assert run_script(refused) == 2
+    assert buf.getvalue().startswith("error: cannot use /root/x: Permission denied")
+
+    def broken(err: object) -> int:
+        raise OSError("not about a path")  # a bug: its traceback is kept
+
+    with pytest.raises(OSError, match="not about a path"):
+        run_script(broken)
