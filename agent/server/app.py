@@ -114,8 +114,8 @@ _query_names: dict[int, frozenset[str]] = {}
 
 
 def reject_unknown_query(request: Request) -> None:
-    """422 for a query parameter the route does not take: a typo (``?staus=``) must not
-    silently widen a listing."""
+    """422 for a query parameter the route does not take (a typo, ``?staus=``, must not
+    silently widen a listing) or one given twice."""
     if not request.query_params:
         return
     route = request.scope.get("route")
@@ -130,6 +130,13 @@ def reject_unknown_query(request: Request) -> None:
         valid = ", ".join(sorted(names)) or "none"
         raise HTTPException(
             422, f"unknown query parameter(s) {', '.join(map(repr, unknown))}; valid: {valid}"
+        )
+    # No parameter takes a list: ?status=a&status=b kept only the last, and answered as if
+    # the first had not been asked for.
+    repeated = sorted({k for k in request.query_params if len(request.query_params.getlist(k)) > 1})
+    if repeated:
+        raise HTTPException(
+            422, f"query parameter(s) {', '.join(map(repr, repeated))} given more than once"
         )
 
 

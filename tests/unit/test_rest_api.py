@@ -213,6 +213,12 @@ def test_invalid_payloads_get_readable_422s(evolvent_home: Path) -> None:
             "Content-Type: application/json)"
         )
         assert s.http.get("/v1/runs?limit=0", headers=auth(A)).status_code == 422
+        for query, message in [
+            ("staus=failed", "unknown query parameter(s) 'staus'; valid: limit, offset, status"),
+            ("status=succeeded&status=failed", "'status' given more than once"),
+        ]:
+            r = s.http.get(f"/v1/runs?{query}", headers=auth(A))
+            assert r.status_code == 422 and message in r.json()["detail"], r.text
         assert s.http.get("/v1/memories?kind=bogus", headers=auth(A)).status_code == 422
         assert s.a.list_runs().items == []  # nothing invalid was started
 
