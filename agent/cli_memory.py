@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, cast
 import typer
 from rich.table import Table
 
+from agent.cli_text import none_deleted
 from agent.consoles import stderr_console, stdout_console
 from agent.errors import EvolventError
 from agent.jsonl import parse_row, read_jsonl, write_jsonl
@@ -273,11 +274,7 @@ def delete(
         ids = list(dict.fromkeys(memory_ids or []))
         missing = [m for m in ids if store.get(m) is None]
         if missing:
-            raise _fail(
-                f"not found in namespace {store.namespace!r}: {', '.join(map(repr, missing))} "
-                "(nothing deleted; see `evolvent memory list`)",
-                code=1,
-            )
+            raise _fail(none_deleted(store.namespace, missing, "evolvent memory list"), code=1)
         for m in ids:
             store.delete(m)
     err.print(f"deleted {_memories(len(ids))}")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, cast
 import typer
 from rich.table import Table
 
+from agent.cli_text import none_deleted
 from agent.consoles import stderr_console, stdout_console
 from agent.errors import EvolventError
 from agent.jsonl import parse_row, read_jsonl, write_jsonl
@@ -360,11 +361,7 @@ def delete(
         with reg.atomic():  # all or nothing
             missing = [n for n in names if reg.get(n) is None]
             if missing:
-                raise _fail(
-                    f"not found in namespace {reg.namespace!r}: {', '.join(map(repr, missing))} "
-                    "(nothing deleted; see `evolvent tools list`)",
-                    code=1,
-                )
+                raise _fail(none_deleted(reg.namespace, missing, "evolvent tools list"), code=1)
             versions = sum(reg.delete(n) for n in dict.fromkeys(names))
     err.print(f"deleted {len(set(names))} tools ({versions} versions)")
 

@@ -340,15 +340,21 @@ def test_a_run_interrupted_by_a_restart_resumes_with_its_whole_trajectory(
         assert err.value.status_code == 409
 
 
+def stop_gracefully(s: Served, gate: Gate) -> None:
+    """The server's graceful stop: a running run ends after its current step, a queued one
+    at once; both are interrupted."""
+    stopping = threading.Thread(target=s.app.state.runs.shutdown)
+    stopping.start()
+    gate.open()
+    stopping.join(10)
+
+
 def test_a_graceful_stop_logs_the_runs_it_interrupts(
     evolvent_home: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="agent.server.runs")
     with one_running_one_queued(evolvent_home) as (s, gate, running, queued):
-        stopping = threading.Thread(target=s.app.state.runs.shutdown)
-        stopping.start()  # the running run ends after its current step, the queued one now
-        gate.open()
-        stopping.join(10)
+        stop_gracefully(s, gate)
         assert {s.a.get_run(r.id).status for r in (running, queued)} == {"interrupted"}
     log = told(caplog)
     assert f"run {queued.id} interrupted before it started (shutting down)" in log
@@ -383,10 +389,7 @@ def test_cancelling_an_interrupted_run_says_so(
 ) -> None:
     caplog.set_level(logging.INFO, logger="agent.server.runs")
     with one_running_one_queued(evolvent_home) as (s, gate, running, _queued):
-        stopping = threading.Thread(target=s.app.state.runs.shutdown)
-        stopping.start()
-        gate.open()
-        stopping.join(10)
+        stop_gracefully(s, gate)
     with serve(evolvent_home) as s:
         assert s.a.cancel_run(running.id).status == "cancelled"
     # It had played steps: not "cancelled before it started".
