@@ -356,7 +356,11 @@ def test_a_graceful_stop_logs_the_runs_it_interrupts(
     with one_running_one_queued(evolvent_home) as (s, gate, running, queued):
         stop_gracefully(s, gate)
         assert {s.a.get_run(r.id).status for r in (running, queued)} == {"interrupted"}
+    with serve(evolvent_home) as s:  # cancelled after a restart
+        assert s.a.cancel_run(running.id).status == "cancelled"
     log = told(caplog)
+    # It had played steps: not "cancelled before it started".
+    assert f"run {running.id} cancelled after its interruption (namespace alpha)" in log
     assert f"run {queued.id} interrupted before it started (shutting down)" in log
     assert any(m.startswith(f"run {running.id} interrupted after ") for m in log)
 
@@ -382,18 +386,6 @@ def test_runs_left_running_by_a_dead_server_are_interrupted_at_startup(
     with serve(evolvent_home) as s:
         assert s.a.get_run("run-dead").status == "interrupted"
         assert s.a.wait(s.a.resume_run("run-dead").id).status == "succeeded"
-
-
-def test_cancelling_an_interrupted_run_says_so(
-    evolvent_home: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.INFO, logger="agent.server.runs")
-    with one_running_one_queued(evolvent_home) as (s, gate, running, _queued):
-        stop_gracefully(s, gate)
-    with serve(evolvent_home) as s:
-        assert s.a.cancel_run(running.id).status == "cancelled"
-    # It had played steps: not "cancelled before it started".
-    assert f"run {running.id} cancelled after its interruption (namespace alpha)" in told(caplog)
 
 
 def test_a_run_that_errors_is_failed_with_its_reason(
