@@ -55,7 +55,7 @@ def _interruptible() -> None:
     "argv",
     [
         ["benchmarks.sandbox_bench", "--runs", "100000", "--warmup", "0"],
-        ["benchmarks.rest_bench", "--runs", "2", "--workers", "2", "--readers", "1"],
+        ["benchmarks.rest_bench", "--runs", "200", "--workers", "2", "--queue", "198"],
     ],
 )
 def test_ctrl_c_stops_a_script_with_one_line(argv: list[str], tmp_path: Path) -> None:
