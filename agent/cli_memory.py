@@ -18,7 +18,7 @@ from rich.table import Table
 from agent.cli_text import none_deleted
 from agent.consoles import stderr_console, stdout_console
 from agent.errors import EvolventError
-from agent.jsonl import parse_row, read_jsonl, write_jsonl
+from agent.jsonl import parse_rows, write_jsonl
 
 if TYPE_CHECKING:
     from memory.records import MemoryKind, MemoryRecord
@@ -228,17 +228,7 @@ def import_(
     from memory.records import MemoryRecord
 
     try:  # every row checked before anything is written
-        rows: list[MemoryRecord] = []
-        lines: dict[str, int] = {}
-        for lineno, row in read_jsonl(in_file):
-            rec = parse_row(MemoryRecord, row, f"{in_file}:{lineno}", "a memory")
-            if rec.id in lines:
-                raise EvolventError(
-                    f"{in_file}:{lineno}: id {rec.id!r} is on line {lines[rec.id]} too; "
-                    "nothing imported"
-                )
-            lines[rec.id] = lineno
-            rows.append(rec)
+        rows = parse_rows(in_file, MemoryRecord, "a memory", lambda r: r.id, "id {0.id!r}")
     except EvolventError as e:
         raise _fail(str(e)) from None
     with _store(namespace, config, read_only=False) as store:
@@ -272,7 +262,8 @@ def delete(
             err.print(f"deleted {_memories(n)} of episode {episode}")
             return
         ids = list(dict.fromkeys(memory_ids or []))
-        missing = [m for m in ids if store.get(m) is None]
+        held = store.existing(ids)
+        missing = [m for m in ids if m not in held]
         if missing:
             raise _fail(none_deleted(store.namespace, missing, "evolvent memory list"), code=1)
         for m in ids:

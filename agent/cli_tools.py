@@ -19,7 +19,7 @@ from rich.table import Table
 from agent.cli_text import none_deleted
 from agent.consoles import stderr_console, stdout_console
 from agent.errors import EvolventError
-from agent.jsonl import parse_row, read_jsonl, write_jsonl
+from agent.jsonl import parse_rows, read_jsonl, write_jsonl
 
 if TYPE_CHECKING:
     import numpy as np
@@ -218,18 +218,13 @@ def import_episodes(
     from toolsmith.models import Trajectory
 
     try:
-        rows: list[Trajectory] = []
-        lines: dict[tuple[str, str], int] = {}
-        for lineno, row in read_jsonl(in_file):
-            t = parse_row(Trajectory, row, f"{in_file}:{lineno}", "a stored episode")
-            key = (t.env_id, t.episode_id)
-            if key in lines:
-                raise EvolventError(
-                    f"{in_file}:{lineno}: episode {t.episode_id!r} of {t.env_id} is on line "
-                    f"{lines[key]} too; nothing imported"
-                )
-            lines[key] = lineno
-            rows.append(t)
+        rows = parse_rows(
+            in_file,
+            Trajectory,
+            "a stored episode",
+            lambda t: (t.env_id, t.episode_id),
+            "episode {0.episode_id!r} of {0.env_id}",
+        )
     except EvolventError as e:
         raise _fail(str(e)) from None
     with _registry(namespace, config, read_only=False, create=True) as reg:

@@ -19,7 +19,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from agent.errors import ConfigError
+from agent.errors import ConfigError, validation_message
 from memory.episodic import EpisodicParams
 from memory.values import ValueParams
 
@@ -382,7 +382,7 @@ def format_validation(e: ValidationError, root: type[BaseModel] | None = None) -
             valid = ", ".join(_valid_keys(err["loc"], root or Settings))
             lines.append(f"{loc}: unknown setting (valid: {valid})")
         else:
-            lines.append(f"{loc}: {str(err['msg']).removeprefix('Value error, ')}")
+            lines.append(f"{loc}: {validation_message(err)}")
     return "invalid settings: " + "; ".join(lines)
 
 

@@ -7,6 +7,9 @@ them into a ``stop_reason`` instead of crashing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 
 class EvolventError(Exception):
     """An error caused by input or the environment, explained in one line."""
@@ -70,6 +73,12 @@ class MemoryLocked(EvolventError):
             "--port 8000`) and point every process at it with "
             "EVOLVENT_MEMORY__URL=http://127.0.0.1:8000 (or MemoryStore.open(url=...))"
         )
+
+
+def validation_message(err: Mapping[str, Any]) -> str:
+    """One pydantic error's message, without the ``Value error, `` that pydantic puts before
+    what a validator raised."""
+    return str(err.get("msg", "invalid")).removeprefix("Value error, ")
 
 
 def os_problem(e: OSError) -> str:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable
 from contextlib import suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from agent.errors import EvolventError
+from agent.errors import EvolventError, validation_message
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -105,6 +105,26 @@ def parse_row(model: type[M], row: Any, where: str, what: str) -> M:
         first = e.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "the row"
         raise EvolventError(
-            f"{where}: not {what} ({field}: {str(first['msg']).removeprefix('Value error, ')}); "
-            "nothing imported"
+            f"{where}: not {what} ({field}: {validation_message(first)}); nothing imported"
         ) from None
+
+
+def parse_rows(
+    in_file: Path, model: type[M], what: str, key: Callable[[M], Hashable], named: str
+) -> list[M]:
+    """Every row of ``in_file`` as a ``model`` (``parse_row``), each ``key`` once: a row
+    whose key an earlier row has is an ``EvolventError`` naming both lines (``named``: how
+    the message names the key, formatted with the row, e.g. ``"id {0.id!r}"``)."""
+    rows: list[M] = []
+    first: dict[Hashable, int] = {}
+    for lineno, raw in read_jsonl(in_file):
+        row = parse_row(model, raw, f"{in_file}:{lineno}", what)
+        k = key(row)
+        if k in first:
+            raise EvolventError(
+                f"{in_file}:{lineno}: {named.format(row)} is on line {first[k]} too; "
+                "nothing imported"
+            )
+        first[k] = lineno
+        rows.append(row)
+    return rows

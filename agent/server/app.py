@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 import agent as agent_pkg
+from agent.errors import validation_message
 from agent.server import routes_memory, routes_runs, routes_tools
 from agent.server.auth import get_deps
 from agent.server.config import ServeSettings, load_serve_settings
@@ -209,7 +210,10 @@ def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
         fields = [
-            FieldError(loc=[p for p in e.get("loc", ()) if isinstance(p, str | int)], msg=_msg(e))
+            FieldError(
+                loc=[p for p in e.get("loc", ()) if isinstance(p, str | int)],
+                msg=validation_message(e),
+            )
             for e in exc.errors()
         ]
         summary = "; ".join(
@@ -250,8 +254,3 @@ def _allowed(request: Request) -> list[str]:
             for route in request.app.routes
         )
     ]
-
-
-def _msg(err: Any) -> str:
-    msg = str(err.get("msg", "invalid"))
-    return msg.removeprefix("Value error, ")
